@@ -1,0 +1,235 @@
+// Sorts any error thrown through Prisma 7 + a MySQL/MariaDB driver adapter into four classes, by
+// its shape (name, code, meta, cause), never with `instanceof`: an app may load two copies of
+// @prisma/client, and the driver's own errors reach us raw. See DESIGN §2 for the measured shapes.
+
+/**
+ * - `connection-lost`: the connection is unusable (killed, reset, closed, timed out mid-query).
+ * - `unavailable`: the server could not be reached or refused a new connection; nothing ran.
+ * - `conflict`: deadlock or write conflict; the server rolled the transaction back.
+ * - `fatal`: everything else (auth, syntax, constraints, timeouts, packet too large...). Never retried.
+ */
+export type ErrorClass = "connection-lost" | "unavailable" | "conflict" | "fatal";
+
+export interface ClassifyOptions {
+  /**
+   * The server's flavour when known. Error 4031 is MySQL 8.0.24+'s inactivity disconnect but means
+   * something else on MariaDB; without a flavour, 4031 counts as a disconnect only when its message
+   * says so.
+   */
+  flavor?: "mysql" | "mariadb";
+}
+
+/** What an error says about itself, gathered from every layer Prisma and the driver wrap it in. */
+export interface ErrorFacts {
+  /** Prisma's code (P2039, P2010, P2028 ...). */
+  prismaCode?: string;
+  /** Kind of the driver adapter's mapped error (`mysql`, `TooManyConnections` ...). */
+  kind?: string;
+  /** Server error number (1213, 2013 ...) or mariadb driver code (45009 ...). */
+  errno?: number;
+  sqlState?: string;
+  /** Node's socket error code (ECONNRESET, EPIPE ...). */
+  socketCode?: string;
+  /** Messages of every layer, for the few shapes that only a message tells apart. */
+  messages: string[];
+  /** The driver's reason behind a pool timeout (the mapped error's `cause` text), if any. */
+  reason?: string;
+}
+
+const SOCKET_CODE = /^E[A-Z0-9_]+$/;
+const MAX_DEPTH = 6;
+
+function isObject(v: unknown): v is Record<string, any> {
+  return typeof v === "object" && v !== null;
+}
+
+/** Collects the facts of an error and of everything it wraps (`meta.driverAdapterError`, `cause`). */
+export function errorFacts(error: unknown): ErrorFacts {
+  const facts: ErrorFacts = { messages: [] };
+  const seen = new Set<unknown>();
+  const visit = (e: unknown, depth: number) => {
+    if (depth > MAX_DEPTH) return;
+    if (typeof e === "string") {
+      facts.messages.push(e);
+      return;
+    }
+    if (!isObject(e) || seen.has(e)) return;
+    seen.add(e);
+    if (typeof e.message === "string") facts.messages.push(e.message);
+    if (typeof e.originalMessage === "string") facts.messages.push(e.originalMessage);
+    const code = e.code;
+    if (typeof code === "string") {
+      if (/^P\d{4}$/.test(code)) facts.prismaCode ??= code;
+      else if (SOCKET_CODE.test(code) && !code.startsWith("ER_")) facts.socketCode ??= code;
+    }
+    // A mapped driver adapter error: { kind, code?: number, state?, originalCode?, cause?: string }
+    if (typeof e.kind === "string") {
+      facts.kind ??= e.kind;
+      if (typeof code === "number") facts.errno ??= code;
+      if (typeof e.state === "string" && e.state !== "N/A") facts.sqlState ??= e.state;
+      if (typeof e.originalCode === "string" && /^\d+$/.test(e.originalCode)) facts.errno ??= Number(e.originalCode);
+      if (typeof e.cause === "string") facts.reason ??= e.cause;
+    }
+    // A raw driver error (mariadb SqlError / mysql2): { errno: number, sqlState, code: 'ER_...' }
+    if (typeof e.errno === "number" && e.errno > 0) facts.errno ??= e.errno;
+    if (typeof e.sqlState === "string") facts.sqlState ??= e.sqlState;
+    if (isObject(e.meta)) visit(e.meta.driverAdapterError, depth + 1);
+    visit(e.cause, depth + 1);
+  };
+  visit(error, 0);
+  return facts;
+}
+
+// Server and client codes that mean the connection is gone (MySQL and MariaDB share them).
+const LOST_SERVER_CODES = new Set([
+  1053, // ER_SERVER_SHUTDOWN
+  1152, // ER_ABORTING_CONNECTION
+  1154, // ER_NET_READ_ERROR_FROM_PIPE
+  1155, // ER_NET_FCNTL_ERROR
+  1156, // ER_NET_PACKETS_OUT_OF_ORDER
+  1157, // ER_NET_UNCOMPRESS_ERROR
+  1158, // ER_NET_READ_ERROR
+  1159, // ER_NET_READ_INTERRUPTED
+  1160, // ER_NET_ERROR_ON_WRITE
+  1161, // ER_NET_WRITE_INTERRUPTED
+  1927, // ER_CONNECTION_KILLED
+  2006, // CR_SERVER_GONE_ERROR "MySQL server has gone away"
+  2013, // CR_SERVER_LOST "Lost connection to MySQL server during query"
+  2055, // CR_SERVER_LOST_EXTENDED
+]);
+
+// mariadb (Node driver) codes.
+const LOST_DRIVER_CODES = new Set([
+  45001, // ER_CONNECTION_ALREADY_CLOSED
+  45009, // ER_SOCKET_UNEXPECTED_CLOSE "socket has unexpectedly been closed"
+  45013, // ER_CMD_CONNECTION_CLOSED "Cannot execute new commands: connection closed"
+  45019, // ER_SOCKET
+  45026, // ER_SOCKET_TIMEOUT
+  45042, // ER_PING_TIMEOUT
+]);
+
+const UNAVAILABLE_CODES = new Set([
+  1040, // ER_CON_COUNT_ERROR "Too many connections"
+  1203, // ER_TOO_MANY_USER_CONNECTIONS
+  2002, // CR_CONNECTION_ERROR
+  2003, // CR_CONN_HOST_ERROR "Can't connect to MySQL server"
+  45012, // ER_CONNECTION_TIMEOUT (driver: the socket could not be opened in connectTimeout)
+  45027, // ER_POOL_ALREADY_CLOSED: pool ended under us ($disconnect); a fresh one is built
+  45035, // ER_ADD_CONNECTION_CLOSED_POOL
+  45037, // ER_CLOSING_POOL
+]);
+
+const CONFLICT_CODES = new Set([
+  1213, // ER_LOCK_DEADLOCK
+  1020, // ER_CHECKREAD: MariaDB snapshot isolation write conflict, transaction rolled back
+]);
+
+// Refusals that retrying cannot cure, even when they arrive wrapped in a pool timeout.
+const ACCESS_CODES = new Set([1044, 1045, 1049, 1130, 1227, 1698, 1251]);
+
+const LOST_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED", "ENOTCONN", "EHOSTDOWN", "ERR_SOCKET_CLOSED", "ERR_STREAM_DESTROYED"]);
+const UNAVAILABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "EAI_AGAIN"]);
+
+const POOL_TIMEOUT = 45028; // ER_GET_CONNECTION_TIMEOUT: reason only in the message of its cause
+const INACTIVITY_DISCONNECT = 4031; // MySQL 8.0.24+ only
+const INACTIVITY_MESSAGE = /disconnected by the server because of inactivity/i;
+const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|socket|connection timeout|connect timeout|too many connections/i;
+const ACCESS_MESSAGE = /\b(1044|1045|1049|1130|1698)\b|access denied|28000|unknown database/i;
+const START_TX_TIMEOUT = /unable to start a transaction/i;
+
+// A pool timeout is retryable only when the pool's last connection attempt failed for a network
+// reason; a wrong password or a pool exhausted by the app's own load is not cured by retrying.
+function poolTimeoutClass(f: ErrorFacts): ErrorClass {
+  const reason = f.reason ?? "";
+  if (ACCESS_MESSAGE.test(reason)) return "fatal";
+  return NETWORK_MESSAGE.test(reason) ? "unavailable" : "fatal";
+}
+
+/** Classifies an error thrown by Prisma, the driver adapter or the driver. */
+export function classify(error: unknown, options: ClassifyOptions = {}): ErrorClass {
+  const f = errorFacts(error);
+  const { errno, kind } = f;
+
+  switch (kind) {
+    case "TransactionWriteConflict":
+      return "conflict";
+    case "TooManyConnections":
+    case "DatabaseNotReachable":
+      return "unavailable";
+    case "ConnectionClosed":
+    case "SocketTimeout":
+      return "connection-lost";
+    case "AuthenticationFailed":
+    case "DatabaseAccessDenied":
+    case "DatabaseDoesNotExist":
+    case "TlsConnectionError":
+      return "fatal";
+  }
+
+  if (errno !== undefined) {
+    if (ACCESS_CODES.has(errno)) return "fatal";
+    if (errno === POOL_TIMEOUT) return poolTimeoutClass(f);
+    if (CONFLICT_CODES.has(errno)) return "conflict";
+    if (UNAVAILABLE_CODES.has(errno)) return "unavailable";
+    if (LOST_SERVER_CODES.has(errno) || LOST_DRIVER_CODES.has(errno)) return "connection-lost";
+    if (errno === INACTIVITY_DISCONNECT) {
+      if (options.flavor === "mysql") return "connection-lost";
+      if (options.flavor === "mariadb") return "fatal";
+      return f.messages.some((m) => INACTIVITY_MESSAGE.test(m)) ? "connection-lost" : "fatal";
+    }
+  }
+
+  switch (f.prismaCode) {
+    case "P2034":
+      return "conflict";
+    case "P2037": // too many connections
+    case "P1001": // can't reach database server
+    case "P1002": // database server timed out
+    case "P2024": // timed out fetching a connection from the pool
+      return "unavailable";
+    case "P1017": // server has closed the connection
+      return "connection-lost";
+    case "P2028": // only "Unable to start a transaction in the given time" is about availability
+      return f.messages.some((m) => START_TX_TIMEOUT.test(m)) ? "unavailable" : "fatal";
+  }
+
+  if (f.socketCode) {
+    if (LOST_SOCKET_CODES.has(f.socketCode)) return "connection-lost";
+    if (UNAVAILABLE_SOCKET_CODES.has(f.socketCode)) return "unavailable";
+  }
+
+  // SQLSTATE class 08: connection exception. 08004 is a refused connection (e.g. too many).
+  if (f.sqlState?.startsWith("08") && errno !== undefined && !ACCESS_CODES.has(errno)) {
+    return f.sqlState === "08004" ? "unavailable" : "connection-lost";
+  }
+
+  // A bare DriverAdapterError wrapping a socket failure carries only its message.
+  if (kind === undefined && errno === undefined && isObject(error) && error.name === "DriverAdapterError") {
+    if (/closed|reset|EPIPE|socket/i.test(f.messages.join("\n"))) return "connection-lost";
+  }
+  return "fatal";
+}
+
+// Codes that prove the failing statement never reached the server: the driver refused to send it on
+// a connection it already knew was closed, the write itself failed (EPIPE: the kernel did not take
+// the bytes; the driver sends the next command only after the reply to the last), or no connection
+// was ever made.
+const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 2002, 2003]);
+const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "EAI_AGAIN"]);
+
+/**
+ * True when the error proves that the statement it failed on never reached the server, so a write
+ * cannot have happened. False means "may have been sent", not "was sent".
+ */
+export function provesNotSent(error: unknown): boolean {
+  const f = errorFacts(error);
+  if (f.kind === "TooManyConnections" || f.kind === "DatabaseNotReachable") return true;
+  if (f.errno !== undefined) {
+    if (NOT_SENT_CODES.has(f.errno)) return true;
+    if (f.errno === POOL_TIMEOUT) return true; // no connection was handed out
+  }
+  if (f.socketCode && NOT_SENT_SOCKET_CODES.has(f.socketCode)) return true;
+  if (f.prismaCode === "P2028" && f.messages.some((m) => START_TX_TIMEOUT.test(m))) return true;
+  if (f.prismaCode === "P2037" || f.prismaCode === "P1001" || f.prismaCode === "P2024") return true;
+  return false;
+}

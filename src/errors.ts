@@ -1,0 +1,58 @@
+// The package's own errors. Each has a stable `name` (match on it, not on `instanceof`, if your app
+// may load two copies of this package) and keeps the original error as `cause`.
+import type { FlightPhase } from "./flight.ts";
+
+export interface OutcomeUnknownDetails {
+  /** What was in flight: `commit` (a COMMIT) or `autocommit` (a write outside a transaction). */
+  inFlight: Extract<FlightPhase, "commit" | "autocommit"> | "unknown";
+  /** First keyword of the statement in flight ("COMMIT", "UPDATE" ...), when known. */
+  statement?: string;
+  /** Prisma operation (`create`, `$executeRaw`, `$transaction` ...). */
+  operation: string;
+  model?: string;
+  /** Attempts made, this one included. */
+  attempts: number;
+  /** Server thread id of the connection that was lost, when known. */
+  threadId?: number;
+}
+
+/**
+ * The connection was lost while a write may have been committing: the write may or may not have
+ * been applied. It was NOT retried, because a retry could apply it twice. Check the data (or make
+ * the write idempotent) before writing again.
+ */
+export class OutcomeUnknownError extends Error {
+  override readonly name = "OutcomeUnknownError";
+  readonly code = "RESILIENCE_OUTCOME_UNKNOWN";
+  readonly inFlight: OutcomeUnknownDetails["inFlight"];
+  readonly statement?: string;
+  readonly operation: string;
+  readonly model?: string;
+  readonly attempts: number;
+  readonly threadId?: number;
+
+  constructor(details: OutcomeUnknownDetails, options: { cause: unknown }) {
+    const what = details.model ? `${details.model}.${details.operation}` : details.operation;
+    const flight =
+      details.inFlight === "commit"
+        ? "while its COMMIT was in flight"
+        : details.inFlight === "autocommit"
+          ? `while its ${details.statement ?? "write"} statement was in flight (outside a transaction, so it commits on its own)`
+          : "during a write, and what had reached the server is not known (use withResilience() on the adapter to know)";
+    super(
+      `${what}: the connection was lost ${flight}. The write may or may not have been applied; it was not retried.`,
+      { cause: options.cause },
+    );
+    this.inFlight = details.inFlight;
+    this.statement = details.statement;
+    this.operation = details.operation;
+    this.model = details.model;
+    this.attempts = details.attempts;
+    this.threadId = details.threadId;
+  }
+}
+
+/** Returns true when the error is one of this package's typed errors with that name. */
+export function isOutcomeUnknown(error: unknown): error is OutcomeUnknownError {
+  return typeof error === "object" && error !== null && (error as any).name === "OutcomeUnknownError";
+}

@@ -1,0 +1,151 @@
+// The retry path: entered only after an attempt has failed, so a healthy app never runs it.
+// It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
+// and re-runs through p-retry within the retry count and the deadline.
+import pRetry, { AbortError } from "p-retry";
+import { classify, provesNotSent, type ErrorClass } from "./classify.ts";
+import { OutcomeUnknownError } from "./errors.ts";
+import { flightOf, mayHaveCommitted } from "./flight.ts";
+import type { ResolvedOptions, RetryContext } from "./options.ts";
+
+export interface Attempted {
+  /** `create`, `$queryRaw`, `$transaction` ... */
+  operation: string;
+  model?: string;
+  /** An operation outside transactions, or a whole `$transaction`. */
+  scope: "operation" | "transaction";
+  /** The work cannot change data (decided lazily: only failures ask). */
+  readOnly: () => boolean;
+  /** For an interactive transaction: the callback had returned, so the failure came at COMMIT. */
+  committing?: () => boolean;
+  /** `performance.now()` when the first attempt started. */
+  startedAt: number;
+}
+
+type Verdict = { retry: true; errorClass: ErrorClass } | { retry: false; error: unknown };
+
+/**
+ * Decides whether a failed attempt may run again. The rule: only when the failure proves that no
+ * write of it can have committed (DESIGN contract 2). A COMMIT, or a write outside a transaction,
+ * that may have reached the server is reported as OutcomeUnknownError, never re-run.
+ */
+export function judge(error: unknown, what: Attempted, options: ResolvedOptions, attempts: number): Verdict {
+  const errorClass = classify(error, { flavor: options.flavor });
+  if (errorClass === "fatal") return { retry: false, error };
+  const unknown = (inFlight: "commit" | "autocommit" | "unknown", statement?: string, threadId?: number) => ({
+    retry: false as const,
+    error: new OutcomeUnknownError(
+      { inFlight, statement, operation: what.operation, model: what.model, attempts, threadId },
+      { cause: error },
+    ),
+  });
+
+  const record = flightOf(error);
+  if (record) {
+    if (mayHaveCommitted(record)) {
+      return unknown(record.phase === "commit" ? "commit" : "autocommit", record.statement, record.threadId);
+    }
+    return { retry: true, errorClass };
+  }
+
+  // No record: the adapter is not wrapped with withResilience(), or the error did not come from it.
+  // Re-run only what the error itself proves safe.
+  if (provesNotSent(error)) return { retry: true, errorClass };
+  if (what.committing) {
+    // Interactive transaction: a failure inside the callback left nothing committed.
+    return what.committing() ? unknown("commit", "COMMIT") : { retry: true, errorClass };
+  }
+  if (errorClass === "conflict") return { retry: true, errorClass }; // the server rolled it back
+  if (what.readOnly()) return { retry: true, errorClass };
+  return unknown("unknown");
+}
+
+/** Carries a retryable failure through p-retry, which only handles Error instances. */
+class RetryableFailure extends Error {
+  constructor(
+    readonly original: unknown,
+    readonly errorClass: ErrorClass,
+  ) {
+    super("retryable failure");
+  }
+}
+
+function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
+  const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
+  const base = Math.min(maxTimeout, minTimeout * factor ** waitsSoFar);
+  return Math.round(randomize ? base * (1 + Math.random()) : base);
+}
+
+/**
+ * Called with the first attempt's error; re-runs `attempt` while each failure is safe to re-run,
+ * at most `options.retries` times and never past the deadline. Rejects with the last error (or an
+ * OutcomeUnknownError) when it gives up.
+ */
+export async function retryAfterFailure<T>(
+  firstError: unknown,
+  attempt: () => Promise<T>,
+  what: Attempted,
+  options: ResolvedOptions,
+): Promise<T> {
+  let attempts = 0;
+  let waits = 0;
+  let abortWith: { error: unknown } | undefined;
+  const deadlineAt = what.startedAt + options.deadline;
+
+  const run = async (): Promise<T> => {
+    attempts++;
+    let error: unknown;
+    if (attempts === 1) {
+      error = firstError;
+    } else {
+      try {
+        return await attempt();
+      } catch (e) {
+        error = e;
+      }
+    }
+    const verdict = judge(error, what, options, attempts);
+    if (!verdict.retry) {
+      abortWith = { error: verdict.error };
+      throw new AbortError("not retryable");
+    }
+    throw new RetryableFailure(error, verdict.errorClass);
+  };
+
+  try {
+    return await pRetry(run, {
+      retries: options.retries,
+      minTimeout: 0,
+      factor: 1,
+      randomize: false,
+      maxRetryTime: Math.max(0, deadlineAt - performance.now()),
+      shouldRetry: async ({ error, retriesLeft }) => {
+        const failure = error as RetryableFailure;
+        // A lost connection is retried at once (the pool hands out a fresh one); a server that is
+        // unavailable, or a conflict that repeats, is given time with backoff and jitter.
+        const immediate = attempts === 1 && failure.errorClass !== "unavailable";
+        const delayMs = immediate ? 0 : backoffDelay(options, waits++);
+        if (performance.now() + delayMs >= deadlineAt) return false;
+        const context: RetryContext = Object.freeze({
+          attempt: attempts,
+          retriesLeft: retriesLeft - 1,
+          error: failure.original,
+          errorClass: failure.errorClass,
+          operation: what.operation,
+          model: what.model,
+          delayMs,
+        });
+        try {
+          options.onRetry?.(context);
+        } catch {
+          // a failing observer must not turn a recoverable fault into a failure
+        }
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return true;
+      },
+    });
+  } catch (error) {
+    if (abortWith) throw abortWith.error;
+    if (error instanceof RetryableFailure) throw error.original;
+    throw error;
+  }
+}

@@ -1,0 +1,149 @@
+// A TCP proxy on loopback between the app and the server, to inject network faults the server
+// cannot: resets (RST), silent drops (no FIN, no RST: bytes just stop arriving, as behind a NAT
+// that forgot the flow), added latency, and "lose the reply to a COMMIT".
+import { createServer, connect, type Server, type Socket } from "node:net";
+
+export type ProxyMode = "pass" | "drop";
+
+interface Link {
+  id: number;
+  client: Socket;
+  upstream: Socket;
+  /** A dropped link discards everything in both directions and never closes by itself. */
+  dropped: boolean;
+}
+
+export class FaultProxy {
+  readonly host = "127.0.0.1";
+  port = 0;
+  mode: ProxyMode = "pass";
+  /** Delay added to every chunk, in ms, in both directions. */
+  delayMs = 0;
+  private server: Server;
+  private links = new Set<Link>();
+  private nextId = 1;
+  private clientDataTaps: Array<(link: Link, chunk: Buffer) => boolean> = [];
+  /** How many client connections the proxy has accepted. */
+  accepted = 0;
+
+  constructor(
+    readonly targetHost: string,
+    readonly targetPort: number,
+  ) {
+    this.server = createServer((client) => this.accept(client));
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(0, this.host, () => resolve());
+    });
+    this.port = (this.server.address() as { port: number }).port;
+    return this;
+  }
+
+  /** A URL like `base`, but through this proxy. */
+  urlFor(base: string): string {
+    const u = new URL(base);
+    u.hostname = this.host;
+    u.port = String(this.port);
+    return u.toString();
+  }
+
+  get openLinks(): number {
+    return [...this.links].filter((l) => !l.dropped).length;
+  }
+
+  private accept(client: Socket) {
+    this.accepted++;
+    client.setNoDelay(true);
+    const upstream = connect({ host: this.targetHost, port: this.targetPort });
+    upstream.setNoDelay(true);
+    const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop" };
+    this.links.add(link);
+    const forward = (from: Socket, to: Socket, fromClient: boolean) => {
+      from.on("data", (chunk: Buffer) => {
+        if (link.dropped) return;
+        if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
+        if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
+        else if (!to.destroyed) to.write(chunk);
+      });
+      from.on("end", () => {
+        if (!link.dropped) to.end();
+      });
+      from.on("close", () => {
+        if (!link.dropped) {
+          to.destroy();
+          this.links.delete(link);
+        }
+      });
+      from.on("error", () => undefined);
+    };
+    forward(client, upstream, true);
+    forward(upstream, client, false);
+  }
+
+  /** Sends an RST to every client and closes the server side: the app sees ECONNRESET. */
+  resetAll(): number {
+    let n = 0;
+    for (const link of this.links) {
+      if (link.dropped) continue;
+      n++;
+      link.client.resetAndDestroy();
+      link.upstream.destroy();
+      this.links.delete(link);
+    }
+    return n;
+  }
+
+  /**
+   * Silently drops every open connection: nothing more is forwarded in either direction and
+   * neither side gets a FIN or RST. With `mode = "drop"`, new connections are black-holed too.
+   */
+  dropAll(): number {
+    let n = 0;
+    for (const link of this.links) {
+      if (!link.dropped) n++;
+      link.dropped = true;
+    }
+    return n;
+  }
+
+  /**
+   * Lets the next client packet that contains `marker` (e.g. "COMMIT") through to the server, then
+   * resets the client's connection before any reply can come back. The statement reaches the server;
+   * the app never learns its outcome.
+   */
+  loseReplyTo(marker: string): Promise<void> {
+    const needle = Buffer.from(marker);
+    return new Promise((resolve) => {
+      const tap = (link: Link, chunk: Buffer) => {
+        if (!chunk.includes(needle)) return false;
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        link.dropped = true;
+        link.upstream.write(chunk);
+        link.client.resetAndDestroy();
+        // Let the server read the statement before its side closes.
+        setTimeout(() => link.upstream.end(), 200);
+        this.links.delete(link);
+        resolve();
+        return true;
+      };
+      this.clientDataTaps.push(tap);
+    });
+  }
+
+  /** Destroys everything, including black-holed links. */
+  async close() {
+    for (const link of this.links) {
+      link.client.destroy();
+      link.upstream.destroy();
+    }
+    this.links.clear();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export async function startProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
+  return await new FaultProxy(targetHost, targetPort).listen();
+}
