@@ -124,6 +124,15 @@ const CONFLICT_CODES = new Set([
   1020, // ER_CHECKREAD: MariaDB snapshot isolation write conflict, transaction rolled back
 ]);
 
+// Failures that can carry a connection SQLSTATE (08S01) but that a retry would only repeat.
+const NEVER_RETRY_CODES = new Set([
+  1153, // ER_NET_PACKET_TOO_LARGE: the server closes the connection, the packet is still too large
+  1969, // ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
+  3024, // ER_QUERY_TIMEOUT (MySQL max_execution_time)
+  45004, // ER_CMD_NOT_EXECUTED_DESTROYED: the driver killed the query at its queryTimeout
+  45046, // ER_MAX_ALLOWED_PACKET (driver side)
+]);
+
 // Refusals that retrying cannot cure, even when they arrive wrapped in a pool timeout.
 const ACCESS_CODES = new Set([1044, 1045, 1049, 1130, 1227, 1698, 1251]);
 
@@ -167,7 +176,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
   }
 
   if (errno !== undefined) {
-    if (ACCESS_CODES.has(errno)) return "fatal";
+    if (ACCESS_CODES.has(errno) || NEVER_RETRY_CODES.has(errno)) return "fatal";
     if (errno === POOL_TIMEOUT) return poolTimeoutClass(f);
     if (CONFLICT_CODES.has(errno)) return "conflict";
     if (UNAVAILABLE_CODES.has(errno)) return "unavailable";

@@ -173,7 +173,7 @@ describe("proxy", () => {
     assert.equal(proxy.resetAll(), 1);
     const err: any = await conn.query("SELECT 1").catch((e) => e);
     assert.ok(err instanceof Error, "query failed after the reset");
-    assert.match(`${err.code} ${err.message}`, /ECONNRESET|EPIPE|closed/i);
+    assert.match(`${(err as any).code} ${err.message}`, /ECONNRESET|EPIPE|closed/i);
     await conn.destroy();
   });
 

@@ -67,6 +67,11 @@ export function migrationStatements(): string[] {
   );
 }
 
+/** A connection busy with a statement: text protocol (`Query`) or prepared (`Execute`). */
+function isRunning(r: ProcessRow): boolean {
+  return r.command === "Query" || r.command === "Execute";
+}
+
 const live = new Set<MariaDbServer>();
 let exitHookInstalled = false;
 function installExitHook() {
@@ -113,6 +118,10 @@ export interface TestDatabase {
    * lists them.
    */
   killConnections(which: "all" | "idle" | { running: string }): Promise<number[]>;
+  /** Resolves once an app connection is running a statement containing `fragment`. */
+  waitForStatement(fragment: string, timeoutMs?: number): Promise<ProcessRow>;
+  /** A dedicated administrator connection (for session state such as LOCK TABLES). */
+  adminConnection(): Promise<mariadb.Connection>;
   setGlobal(name: string, value: number | string): Promise<void>;
   getGlobal(name: string): Promise<string>;
   statusCounter(name: string): Promise<number>;
@@ -257,7 +266,7 @@ class MariaDbServer implements TestDatabase {
       if (r.command === "Killed") return false;
       if (which === "all") return true;
       if (which === "idle") return r.command === "Sleep";
-      return r.command === "Query" && (r.info ?? "").includes(which.running);
+      return isRunning(r) && (r.info ?? "").includes(which.running);
     });
     for (const t of targets) await this.admin(`KILL ${t.id}`).catch(() => undefined);
     const ids = targets.map((t) => t.id);
@@ -269,6 +278,22 @@ class MariaDbServer implements TestDatabase {
       await sleep(10);
     }
     return ids;
+  }
+
+  async waitForStatement(fragment: string, timeoutMs = 5000): Promise<ProcessRow> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const row = (await this.appConnections()).find((r) => isRunning(r) && (r.info ?? "").includes(fragment));
+      if (row) return row;
+      if (Date.now() > deadline) throw new Error(`no app connection ran a statement with ${fragment} within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+  }
+
+  async adminConnection(): Promise<mariadb.Connection> {
+    const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", database: this.database });
+    conn.on("error", () => undefined);
+    return conn;
   }
 
   async setGlobal(name: string, value: number | string) {
@@ -377,6 +402,12 @@ class ExternalServer implements TestDatabase {
   }
 
   appConnections = MariaDbServer.prototype.appConnections;
+  waitForStatement = MariaDbServer.prototype.waitForStatement;
+  async adminConnection(): Promise<mariadb.Connection> {
+    const conn = await mariadb.createConnection(this.url.replace(/^mysql:/, "mariadb:"));
+    conn.on("error", () => undefined);
+    return conn;
+  }
   killConnections = MariaDbServer.prototype.killConnections;
   setGlobal = MariaDbServer.prototype.setGlobal;
   getGlobal = MariaDbServer.prototype.getGlobal;

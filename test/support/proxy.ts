@@ -11,6 +11,8 @@ interface Link {
   upstream: Socket;
   /** A dropped link discards everything in both directions and never closes by itself. */
   dropped: boolean;
+  /** The server side is gone but the client was not told: its next packet gets an RST. */
+  stale: boolean;
 }
 
 export class FaultProxy {
@@ -25,6 +27,13 @@ export class FaultProxy {
   private clientDataTaps: Array<(link: Link, chunk: Buffer) => boolean> = [];
   /** How many client connections the proxy has accepted. */
   accepted = 0;
+  /**
+   * Hide the server's FIN from the client: when the server closes a connection (KILL,
+   * wait_timeout), the client is not told until it next sends something, which then gets an RST.
+   * This is what a client sees when the close raced its next query, or when a middlebox forgot the
+   * flow: its query fails with ECONNRESET/EPIPE instead of the pool quietly replacing the connection.
+   */
+  hideServerClose = false;
 
   constructor(
     readonly targetHost: string,
@@ -59,28 +68,46 @@ export class FaultProxy {
     client.setNoDelay(true);
     const upstream = connect({ host: this.targetHost, port: this.targetPort });
     upstream.setNoDelay(true);
-    const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop" };
+    const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop", stale: false };
     this.links.add(link);
     const forward = (from: Socket, to: Socket, fromClient: boolean) => {
       from.on("data", (chunk: Buffer) => {
         if (link.dropped) return;
+        if (fromClient && link.stale) {
+          this.links.delete(link);
+          client.resetAndDestroy();
+          return;
+        }
         if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
         if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
         else if (!to.destroyed) to.write(chunk);
       });
       from.on("end", () => {
-        if (!link.dropped) to.end();
+        if (link.dropped) return;
+        if (!fromClient && this.hideServerClose) link.stale = true;
+        else to.end();
       });
       from.on("close", () => {
-        if (!link.dropped) {
-          to.destroy();
-          this.links.delete(link);
-        }
+        if (link.dropped || link.stale) return;
+        to.destroy();
+        this.links.delete(link);
       });
       from.on("error", () => undefined);
     };
     forward(client, upstream, true);
     forward(upstream, client, false);
+  }
+
+  /** Marks every open connection stale: the server side stays, but the client's next packet gets an RST. */
+  staleAll(): number {
+    let n = 0;
+    for (const link of this.links) {
+      if (link.dropped || link.stale) continue;
+      link.stale = true;
+      link.upstream.destroy();
+      n++;
+    }
+    return n;
   }
 
   /** Sends an RST to every client and closes the server side: the app sees ECONNRESET. */
