@@ -14,6 +14,11 @@ export interface RetryContext {
   readonly model?: string;
   /** Milliseconds the next attempt waits before it starts (0 after a lost connection). */
   readonly delayMs: number;
+  /**
+   * false when the attempt failed on a pooled connection that was already dead before anything was
+   * sent (EPIPE, "connection closed"): replacing it does not use up `retries`.
+   */
+  readonly counted: boolean;
 }
 
 export interface BackoffOptions {

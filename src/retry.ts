@@ -64,10 +64,17 @@ class RetryableFailure extends Error {
   constructor(
     readonly original: unknown,
     readonly errorClass: ErrorClass,
+    /** The pool handed out a connection that was already dead: nothing was sent on it. */
+    readonly staleConnection: boolean,
   ) {
     super("retryable failure");
   }
 }
+
+// A connection that proves dead before anything was sent on it (EPIPE, "connection closed") is what
+// a pre-ping would have caught: replacing it does not count as a retry. After a server restart the
+// pool may hold several such connections; this bounds how many are replaced for one operation.
+const MAX_STALE_REPLACEMENTS = 64;
 
 function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
   const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
@@ -77,8 +84,9 @@ function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
 
 /**
  * Called with the first attempt's error; re-runs `attempt` while each failure is safe to re-run,
- * at most `options.retries` times and never past the deadline. Rejects with the last error (or an
- * OutcomeUnknownError) when it gives up.
+ * at most `options.retries` times (not counting dead pooled connections replaced before anything
+ * was sent) and never past the deadline. Rejects with the last error, or an OutcomeUnknownError,
+ * when it gives up.
  */
 export async function retryAfterFailure<T>(
   firstError: unknown,
@@ -87,6 +95,8 @@ export async function retryAfterFailure<T>(
   options: ResolvedOptions,
 ): Promise<T> {
   let attempts = 0;
+  let retriesUsed = 0;
+  let staleReplaced = 0;
   let waits = 0;
   let abortWith: { error: unknown } | undefined;
   const deadlineAt = what.startedAt + options.deadline;
@@ -108,31 +118,38 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    throw new RetryableFailure(error, verdict.errorClass);
+    const stale = verdict.errorClass === "connection-lost" && provesNotSent(error);
+    throw new RetryableFailure(error, verdict.errorClass, stale);
   };
 
   try {
     return await pRetry(run, {
-      retries: options.retries,
+      // p-retry runs the loop; the accounting below decides each retry.
+      retries: options.retries + MAX_STALE_REPLACEMENTS,
       minTimeout: 0,
       factor: 1,
       randomize: false,
       maxRetryTime: Math.max(0, deadlineAt - performance.now()),
-      shouldRetry: async ({ error, retriesLeft }) => {
+      shouldRetry: async ({ error }) => {
         const failure = error as RetryableFailure;
-        // A lost connection is retried at once (the pool hands out a fresh one); a server that is
-        // unavailable, or a conflict that repeats, is given time with backoff and jitter.
-        const immediate = attempts === 1 && failure.errorClass !== "unavailable";
+        const free = failure.staleConnection && options.retries > 0 && staleReplaced < MAX_STALE_REPLACEMENTS;
+        if (!free && retriesUsed >= options.retries) return false;
+        // A lost connection is retried at once (the pool hands out another); an unavailable server,
+        // or a second failure in a row, is given time with backoff and jitter.
+        const immediate = free || (retriesUsed === 0 && failure.errorClass !== "unavailable");
         const delayMs = immediate ? 0 : backoffDelay(options, waits++);
         if (performance.now() + delayMs >= deadlineAt) return false;
+        if (free) staleReplaced++;
+        else retriesUsed++;
         const context: RetryContext = Object.freeze({
           attempt: attempts,
-          retriesLeft: retriesLeft - 1,
+          retriesLeft: options.retries - retriesUsed,
           error: failure.original,
           errorClass: failure.errorClass,
           operation: what.operation,
           model: what.model,
           delayMs,
+          counted: !free,
         });
         try {
           options.onRetry?.(context);

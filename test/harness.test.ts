@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { bareClient } from "./support/clients.ts";
+import { isDriverInitRejection } from "./support/driver-bug.ts";
 import { requireServerBinaries, startDatabase, type TestDatabase } from "./support/mariadb.ts";
 import { startProxy, type FaultProxy } from "./support/proxy.ts";
 
@@ -63,6 +64,17 @@ describe("server", () => {
       await prisma.$disconnect();
       await db.reset();
     }
+  });
+});
+
+describe("driver-bug filter", () => {
+  test("tolerates only the mariadb init socket error, nothing else", () => {
+    const socket = Object.assign(new Error("read ECONNRESET"), { errno: -104, code: "ECONNRESET", fatal: true, sqlState: "HY000" });
+    assert.equal(isDriverInitRejection(socket), true);
+    assert.equal(isDriverInitRejection(new Error("read ECONNRESET")), false);
+    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { code: "P2002", fatal: true, sqlState: "HY000" })), false);
+    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { errno: 1045, code: "ER_ACCESS_DENIED_ERROR", fatal: true, sqlState: "HY000" })), false);
+    assert.equal(isDriverInitRejection("ECONNRESET"), false);
   });
 });
 

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
+import { tolerateDriverInitRejections } from "./driver-bug.ts";
 
 const MIGRATIONS_DIR = new URL("../../prisma/migrations/", import.meta.url);
 export const APP_USER = "app";
@@ -441,6 +442,7 @@ class ExternalServer implements TestDatabase {
  * Call `stop()` in an `after` hook.
  */
 export async function startDatabase(): Promise<TestDatabase> {
+  tolerateDriverInitRejections();
   const external = process.env.TEST_DATABASE_URL;
   if (external) {
     const server = new ExternalServer(external);

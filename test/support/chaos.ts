@@ -1,0 +1,252 @@
+// The chaos workload: concurrent workers doing reads, single writes and interactive transactions
+// while connections are killed, wait_timeout is tiny and the server is kill -9'd and restarted.
+// Used by the soak test, `npm run chaos`, the demo and the benchmarks. It only ever talks to the
+// loopback server the harness started, and every loop is bounded by `durationMs`.
+import { setTimeout as sleep } from "node:timers/promises";
+import { classify, isOutcomeUnknown } from "../../src/index.ts";
+import { bareClient, resilientClient, withParams } from "./clients.ts";
+import { driverInitRejections } from "./driver-bug.ts";
+import type { TestDatabase } from "./mariadb.ts";
+
+export type ChaosMode = "bare" | "resilient" | "resilient-unwrapped";
+
+export interface ChaosOptions {
+  mode: ChaosMode;
+  durationMs: number;
+  workers: number;
+  /** Kill one random app connection this often (0: never). */
+  killEveryMs: number;
+  /** SET GLOBAL wait_timeout for the run (restored afterwards). */
+  waitTimeout: number;
+  /** When to kill -9 the server, from the start (omit: never). */
+  restartAtMs?: number;
+  /** How long the server stays down before it is started again. */
+  downMs?: number;
+  /** Extra mariadb pool parameters for the app's URL. */
+  urlParams?: Record<string, string | number>;
+  /** Called about every second with the figures so far. */
+  onProgress?: (p: { elapsedMs: number; ops: number; failures: number }) => void;
+  /** Prefix for the keys this run writes, so runs on one database do not mix. */
+  keyPrefix?: string;
+}
+
+export interface OpSample {
+  /** ms since the start of the run. */
+  t: number;
+  kind: "read" | "write" | "transaction";
+  latencyMs: number;
+  outcome: "ok" | "unknown-outcome" | "failed";
+  errorClass?: string;
+}
+
+export interface ChaosEvent {
+  t: number;
+  what: "kill" | "server-down" | "server-up";
+}
+
+export interface ChaosResult {
+  mode: ChaosMode;
+  durationMs: number;
+  workers: number;
+  operations: number;
+  byKind: Record<OpSample["kind"], number>;
+  failures: number;
+  failuresByClass: Record<string, number>;
+  unknownOutcome: number;
+  /** Unknown-outcome writes whose rows are there (the write had been applied). */
+  unknownOutcomeApplied: number;
+  /** Writes reported as failed (not unknown) whose rows are there anyway. */
+  failedButCommitted: number;
+  duplicateKeys: number;
+  lostWrites: number;
+  retries: number;
+  killed: number;
+  restarted: boolean;
+  p50Ms: number;
+  p99Ms: number;
+  /** From the server accepting connections again to the first successful operation. */
+  recoveryMs: number | null;
+  /** Unhandled rejections from the mariadb driver's connection init (see driver-bug.ts). */
+  driverUnhandledRejections: number;
+  samples: OpSample[];
+  events: ChaosEvent[];
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise<ChaosResult> {
+  const { mode, durationMs, workers } = options;
+  const prefix = options.keyPrefix ?? `${mode}-${Date.now().toString(36)}`;
+  const url = withParams(db.url, options.urlParams ?? {});
+  const retryCount = { n: 0 };
+  const prisma: any =
+    mode === "bare"
+      ? bareClient(url)
+      : resilientClient(url, { wrap: mode === "resilient", onRetry: () => retryCount.n++ }).prisma;
+
+  const originalWaitTimeout = await db.getGlobal("wait_timeout");
+  await db.setGlobal("wait_timeout", options.waitTimeout);
+
+  const samples: OpSample[] = [];
+  const events: ChaosEvent[] = [];
+  const acknowledged = new Set<string>();
+  const uncertain = new Set<string>();
+  const failedKeys = new Set<string>();
+  let serverDown = false;
+  let serverUpAt: number | null = null;
+  let firstOkAfterUp: number | null = null;
+  let killed = 0;
+  const start = performance.now();
+  const now = () => performance.now() - start;
+  const rejectionsBefore = driverInitRejections();
+  const stopAt = durationMs;
+
+  await prisma.$connect?.();
+
+  const worker = async (w: number) => {
+    let seq = 0;
+    while (now() < stopAt) {
+      const r = Math.random();
+      const kind: OpSample["kind"] = r < 0.4 ? "read" : r < 0.75 ? "write" : "transaction";
+      const key = `${prefix}-${w}-${seq++}`;
+      const keys = kind === "write" ? [key] : kind === "transaction" ? [`${key}-a`, `${key}-b`] : [];
+      const t0 = performance.now();
+      let outcome: OpSample["outcome"] = "ok";
+      let errorClass: string | undefined;
+      try {
+        if (kind === "read") {
+          await prisma.ledger.findMany({ where: { key: { startsWith: `${prefix}-${w}-` } }, take: 5, orderBy: { id: "desc" } });
+        } else if (kind === "write") {
+          await prisma.ledger.create({ data: { key, amount: 1 } });
+        } else {
+          await prisma.$transaction(async (tx: any) => {
+            await tx.ledger.create({ data: { key: keys[0], amount: 1 } });
+            await tx.ledger.create({ data: { key: keys[1], amount: -1 } });
+            return tx.ledger.count({ where: { key: { in: keys } } });
+          });
+        }
+        for (const k of keys) acknowledged.add(k);
+      } catch (error) {
+        if (isOutcomeUnknown(error)) {
+          outcome = "unknown-outcome";
+          for (const k of keys) uncertain.add(k);
+        } else {
+          outcome = "failed";
+          errorClass = `${classify(error)}:${(error as any)?.code ?? (error as any)?.name ?? "?"}`;
+          for (const k of keys) failedKeys.add(k);
+        }
+      }
+      const t = now();
+      samples.push({ t, kind, latencyMs: performance.now() - t0, outcome, errorClass });
+      if (outcome === "ok" && serverUpAt !== null && firstOkAfterUp === null && t >= serverUpAt) firstOkAfterUp = t;
+    }
+  };
+
+  const killer = async () => {
+    if (!options.killEveryMs) return;
+    while (now() < stopAt) {
+      await sleep(options.killEveryMs);
+      if (serverDown) continue;
+      try {
+        const conns = (await db.appConnections()).filter((c) => c.command !== "Killed");
+        if (conns.length === 0) continue;
+        const victim = conns[Math.floor(Math.random() * conns.length)];
+        await db.admin(`KILL ${victim.id}`);
+        killed++;
+        events.push({ t: now(), what: "kill" });
+      } catch {
+        // the server may be going down under us
+      }
+    }
+  };
+
+  const restarter = async () => {
+    if (options.restartAtMs === undefined) return;
+    await sleep(options.restartAtMs);
+    serverDown = true;
+    events.push({ t: now(), what: "server-down" });
+    await db.kill9();
+    await sleep(options.downMs ?? 500);
+    await db.start();
+    await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
+    serverUpAt = now();
+    events.push({ t: serverUpAt, what: "server-up" });
+    serverDown = false;
+  };
+
+  const progress = setInterval(() => {
+    options.onProgress?.({
+      elapsedMs: now(),
+      ops: samples.length,
+      failures: samples.filter((s) => s.outcome === "failed").length,
+    });
+  }, 1000);
+  try {
+    await Promise.all([...Array.from({ length: workers }, (_, w) => worker(w)), killer(), restarter()]);
+  } finally {
+    clearInterval(progress);
+    await prisma.$disconnect().catch(() => undefined);
+    await db.setGlobal("wait_timeout", Number(originalWaitTimeout)).catch(() => undefined);
+  }
+
+  // The data: every key with more than one row is a duplicated write; every acknowledged key
+  // without a row is a lost one.
+  const counts = new Map<string, number>();
+  const rows = await db.admin<any[]>(
+    `SELECT \`key\`, COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` LIKE ? GROUP BY \`key\``,
+    [`${prefix}-%`],
+  );
+  for (const r of rows) counts.set(r.key, Number(r.n));
+  const duplicateKeys = [...counts.values()].filter((n) => n > 1).length;
+  const lostWrites = [...acknowledged].filter((k) => !counts.has(k)).length;
+  const unknownOutcomeApplied = [...uncertain].filter((k) => counts.has(k)).length;
+  const failedButCommitted = [...failedKeys].filter((k) => counts.has(k)).length;
+
+  const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
+  const failuresByClass: Record<string, number> = {};
+  for (const s of samples) if (s.errorClass) failuresByClass[s.errorClass] = (failuresByClass[s.errorClass] ?? 0) + 1;
+  const byKind = { read: 0, write: 0, transaction: 0 };
+  for (const s of samples) byKind[s.kind]++;
+
+  return {
+    mode,
+    durationMs,
+    workers,
+    operations: samples.length,
+    byKind,
+    failures: samples.filter((s) => s.outcome === "failed").length,
+    failuresByClass,
+    unknownOutcome: samples.filter((s) => s.outcome === "unknown-outcome").length,
+    unknownOutcomeApplied,
+    failedButCommitted,
+    duplicateKeys,
+    lostWrites,
+    retries: retryCount.n,
+    killed,
+    restarted: options.restartAtMs !== undefined,
+    p50Ms: Number(percentile(latencies, 50).toFixed(2)),
+    p99Ms: Number(percentile(latencies, 99).toFixed(2)),
+    recoveryMs: serverUpAt !== null && firstOkAfterUp !== null ? Number((firstOkAfterUp - serverUpAt).toFixed(1)) : null,
+    driverUnhandledRejections: driverInitRejections() - rejectionsBefore,
+    samples,
+    events,
+  };
+}
+
+/** The figures without the per-operation samples, for printing as one JSON line. */
+export function summary(result: ChaosResult): Omit<ChaosResult, "samples" | "events"> {
+  const { samples: _s, events: _e, ...rest } = result;
+  return rest;
+}
+
+/** What makes a run with the package fail: anything but unknown-outcome errors, a duplicate, a loss. */
+export function violations(result: ChaosResult): string[] {
+  const v: string[] = [];
+  if (result.failures > 0) v.push(`${result.failures} operations failed: ${JSON.stringify(result.failuresByClass)}`);
+  if (result.duplicateKeys > 0) v.push(`${result.duplicateKeys} keys have two rows (duplicated writes)`);
+  if (result.lostWrites > 0) v.push(`${result.lostWrites} acknowledged writes are missing`);
+  return v;
+}
