@@ -56,3 +56,41 @@ export class OutcomeUnknownError extends Error {
 export function isOutcomeUnknown(error: unknown): error is OutcomeUnknownError {
   return typeof error === "object" && error !== null && (error as any).name === "OutcomeUnknownError";
 }
+
+export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" | "timeout" | "unreachable" | "too-many-connections" | "other";
+
+/** Could not connect to the server; `reason` names why (a wrong password is `auth`, not a timeout). */
+export class ConnectFailedError extends Error {
+  override readonly name = "ConnectFailedError";
+  readonly code = "RESILIENCE_CONNECT_FAILED";
+  constructor(
+    readonly reason: ConnectFailure,
+    /** The connection string with its password replaced by ****. */
+    readonly url: string,
+    options: { cause: unknown },
+  ) {
+    super(`cannot connect to ${url}: ${describeFailure(reason, options.cause)}`, { cause: options.cause });
+  }
+}
+
+function describeFailure(reason: ConnectFailure, cause: unknown): string {
+  const detail = (cause as any)?.sqlMessage ?? (cause as any)?.message ?? String(cause);
+  switch (reason) {
+    case "auth":
+      return `authentication failed (wrong user or password): ${detail}`;
+    case "access":
+      return `access denied: ${detail}`;
+    case "unknown-database":
+      return `unknown database: ${detail}`;
+    case "refused":
+      return "connection refused (is the server running, on this host and port?)";
+    case "timeout":
+      return "timed out (a firewall, a wrong host, or a server that does not answer)";
+    case "unreachable":
+      return `host unreachable: ${detail}`;
+    case "too-many-connections":
+      return "too many connections (the server's max_connections is reached)";
+    default:
+      return detail;
+  }
+}

@@ -6,3 +6,19 @@ export { classify, provesNotSent, type ErrorClass, type ClassifyOptions } from "
 export { OutcomeUnknownError, isOutcomeUnknown, type OutcomeUnknownDetails } from "./errors.ts";
 export { flightOf, mayHaveCommitted, type FlightRecord, type FlightPhase } from "./flight.ts";
 export type { ResilienceOptions, RetryContext, BackoffOptions } from "./options.ts";
+export { ConnectFailedError, type ConnectFailure } from "./errors.ts";
+export {
+  reviewPool,
+  readPoolSettings,
+  DRIVER_DEFAULTS,
+  type PoolReview,
+  type PoolSettings,
+  type SettingReview,
+  type ServerTimeouts,
+  type TuneOptions,
+  type Verdict,
+  type PoolInput,
+} from "./pool.ts";
+export { readServerTimeouts, tunePool, type ReadServerOptions } from "./server.ts";
+export { runDoctor, type DoctorOptions, type DoctorResult } from "./doctor.ts";
+export { redact } from "./url.ts";

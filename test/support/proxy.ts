@@ -89,6 +89,11 @@ export class FaultProxy {
       });
       from.on("close", () => {
         if (link.dropped || link.stale) return;
+        // The server went away (FIN or RST): hidden from the client until it next writes.
+        if (!fromClient && this.hideServerClose) {
+          link.stale = true;
+          return;
+        }
         to.destroy();
         this.links.delete(link);
       });

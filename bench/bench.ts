@@ -1,0 +1,189 @@
+// npm run bench: the cost of the package on the hot path (no fault), as ratios against bare
+// Prisma measured in the same process, in interleaved rounds; the round trips per operation of the
+// default vs tuned pool settings (server status counters); and the recovery time after a restart.
+// Prints a table and writes bench/results/bench-<timestamp>.json (and latest.json).
+// Options: --rounds N (default 9), --ops N (operations per measurement, default 1500)
+import { mkdirSync, writeFileSync } from "node:fs";
+import { arch, cpus, platform, release } from "node:os";
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PrismaMariaDb } from "@prisma/adapter-mariadb";
+import { PrismaClient } from "../generated/prisma/client.ts";
+import { resilience, tunePool, withResilience } from "../src/index.ts";
+import { startDatabase, type TestDatabase } from "../test/support/mariadb.ts";
+
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "9" }, ops: { type: "string", default: "1500" } },
+});
+const ROUNDS = Number(values.rounds);
+const OPS = Number(values.ops);
+if (!(ROUNDS >= 3) || !(OPS >= 50)) throw new TypeError("--rounds must be ≥ 3 and --ops ≥ 50");
+
+type Variant = "bare" | "passthrough" | "resilience";
+const VARIANTS: Variant[] = ["bare", "passthrough", "resilience"];
+
+function makeClient(variant: Variant, url: string): any {
+  if (variant === "bare") return new PrismaClient({ adapter: new PrismaMariaDb(url) });
+  if (variant === "passthrough") {
+    return new PrismaClient({ adapter: new PrismaMariaDb(url) }).$extends({
+      query: { $allOperations: ({ args, query }) => query(args) },
+    });
+  }
+  return new PrismaClient({ adapter: withResilience(new PrismaMariaDb(url)) }).$extends(resilience());
+}
+
+interface Case {
+  name: string;
+  run: (prisma: any, i: number) => Promise<unknown>;
+}
+
+const USERS = 500;
+let keySeq = 0;
+const CASES: Case[] = [
+  { name: "findUnique", run: (p, i) => p.user.findUnique({ where: { id: 1 + (i % USERS) } }) },
+  { name: "create", run: (p) => p.ledger.create({ data: { key: `bench-${keySeq++}`, amount: 1 } }) },
+  {
+    name: "transaction",
+    run: (p, i) =>
+      p.$transaction(async (tx: any) => {
+        const u = await tx.user.findUnique({ where: { id: 1 + (i % USERS) } });
+        await tx.ledger.create({ data: { key: `bench-tx-${keySeq++}`, amount: u ? 1 : 0 } });
+      }),
+  },
+];
+
+async function timed(prisma: any, c: Case, concurrency: number): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < OPS; i = next++) await c.run(prisma, i);
+    }),
+  );
+  return performance.now() - t0;
+}
+
+function stats(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { min: round(s[0]), median: round(median), max: round(s[s.length - 1]) };
+}
+const round = (x: number, d = 3) => Number(x.toFixed(d));
+
+async function hotPath(db: TestDatabase) {
+  const clients = Object.fromEntries(VARIANTS.map((v) => [v, makeClient(v, db.url)])) as Record<Variant, any>;
+  for (const v of VARIANTS) for (const c of CASES) await timed(clients[v], c, 8); // warm up: pools, plan caches, JIT
+  const results: any[] = [];
+  for (const c of CASES) {
+    for (const concurrency of [1, 8]) {
+      const ms: Record<Variant, number[]> = { bare: [], passthrough: [], resilience: [] };
+      for (let r = 0; r < ROUNDS; r++) {
+        // Rotate the order every round so that drift (caches, the server's buffer pool) evens out.
+        const order = VARIANTS.map((_, k) => VARIANTS[(k + r) % VARIANTS.length]);
+        for (const v of order) ms[v].push(await timed(clients[v], c, concurrency));
+      }
+      const ratio = (v: Variant) => stats(ms[v].map((x, r) => x / ms.bare[r]));
+      const row = {
+        case: c.name,
+        concurrency,
+        opsPerMeasurement: OPS,
+        bareOpsPerSec: stats(ms.bare.map((x) => (OPS / x) * 1000)),
+        ratioToBare: { passthrough: ratio("passthrough"), resilience: ratio("resilience") },
+      };
+      results.push(row);
+      process.stderr.write(`  ${c.name} ×${concurrency}: passthrough ${row.ratioToBare.passthrough.median}×, resilience ${row.ratioToBare.resilience.median}×\n`);
+    }
+  }
+  for (const v of VARIANTS) await clients[v].$disconnect();
+  return results;
+}
+
+/** Round trips per operation (Questions + Com_admin_commands) in an idle-then-burst workload. */
+async function roundTrips(db: TestDatabase) {
+  await db.setGlobal("wait_timeout", 3);
+  try {
+    const tuned = (await tunePool(db.url)).url!;
+    const out: Record<string, unknown> = {};
+    for (const [name, url] of [["default", db.url], ["tuned", tuned]] as const) {
+      const prisma = makeClient("resilience", url);
+      await prisma.user.count();
+      const q0 = await db.statusCounter("Questions");
+      const p0 = await db.statusCounter("Com_admin_commands");
+      let ops = 0;
+      let errors = 0;
+      for (let cycle = 0; cycle < 8; cycle++) {
+        await sleep(1000);
+        const burst = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => prisma.user.findUnique({ where: { id: 1 + i } })));
+        ops += burst.length;
+        errors += burst.filter((b) => b.status === "rejected").length;
+      }
+      // Two status reads happened in between: subtract them.
+      const questions = (await db.statusCounter("Questions")) - q0 - 2;
+      const pings = (await db.statusCounter("Com_admin_commands")) - p0;
+      await prisma.$disconnect();
+      out[name] = { ops, errors, questions, pings, roundTripsPerOp: round((questions + pings) / ops), extraRoundTripsPerOp: round((questions + pings - ops) / ops) };
+    }
+    return out;
+  } finally {
+    await db.setGlobal("wait_timeout", 28800);
+  }
+}
+
+/** ms from the restarted server accepting connections to the first successful operation. */
+async function recovery(db: TestDatabase) {
+  const out: Record<string, number> = {};
+  for (const v of ["bare", "resilience"] as const) {
+    const prisma = makeClient(v, db.url);
+    await prisma.user.count();
+    await db.restart({ downMs: 500 });
+    const up = performance.now();
+    for (;;) {
+      try {
+        await prisma.user.count();
+        break;
+      } catch {
+        if (performance.now() - up > 30_000) break;
+      }
+    }
+    out[v] = round(performance.now() - up, 1);
+    await prisma.$disconnect();
+  }
+  return out;
+}
+
+const db = await startDatabase();
+try {
+  await db.admin(
+    `INSERT INTO \`${db.database}\`.User (email, name) SELECT CONCAT('u', seq, '@bench.example'), 'bench' FROM seq_1_to_${USERS}`,
+  );
+  console.error(`hot path: ${ROUNDS} rounds × ${OPS} operations per measurement`);
+  const hot = await hotPath(db);
+  console.error("round trips per operation (idle 1 s, bursts of 16) …");
+  const trips = await roundTrips(db);
+  console.error("recovery after kill -9 and restart …");
+  const rec = await recovery(db);
+  const [version] = await db.admin<any[]>("SELECT VERSION() AS v");
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, platform: platform(), release: release(), arch: arch() },
+    versions: { node: process.version, prisma: "7.10.0", adapter: "@prisma/adapter-mariadb 7.10.0", mariadbDriver: "3.4.5", server: version.v },
+    settings: { rounds: ROUNDS, opsPerMeasurement: OPS },
+    hotPath: hot,
+    roundTrips: trips,
+    recoveryMs: rec,
+  };
+  console.log("\ncase          callers  bare ops/s  passthrough ×bare (min/med/max)  resilience ×bare (min/med/max)");
+  for (const r of hot) {
+    const f = (s: any) => `${s.min.toFixed(3)} / ${s.median.toFixed(3)} / ${s.max.toFixed(3)}`;
+    console.log(`${r.case.padEnd(13)} ${String(r.concurrency).padEnd(8)} ${String(Math.round(r.bareOpsPerSec.median)).padEnd(11)} ${f(r.ratioToBare.passthrough).padEnd(32)} ${f(r.ratioToBare.resilience)}`);
+  }
+  console.log(`\nround trips per operation: ${JSON.stringify(trips)}`);
+  console.log(`recovery after restart (ms): ${JSON.stringify(rec)}`);
+  mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+  const file = new URL(`./results/bench-${result.date.replace(/[:.]/g, "-")}.json`, import.meta.url);
+  writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+  writeFileSync(new URL("./results/latest.json", import.meta.url), JSON.stringify(result, null, 2) + "\n");
+  console.log(`\nwritten: ${file.pathname}`);
+} finally {
+  await db.stop();
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// prisma-extension-resilience doctor [--url URL] [--json] [--margin s] [--network-idle-timeout s]
+//   [--max-query-ms ms] [--no-optimistic]. DATABASE_URL is used when --url is not given.
+import { parseArgs } from "node:util";
+import { runDoctor } from "./doctor.ts";
+
+const USAGE = `usage: prisma-extension-resilience doctor [--url URL] [--json] [--margin SECONDS]
+         [--network-idle-timeout SECONDS] [--max-query-ms MS] [--no-optimistic]
+
+Connects to DATABASE_URL (or --url), reads the server's timeouts, reviews the pool settings the URL
+produces and prints the recommended connection string (password shown as ****).
+Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.`;
+
+function numberOption(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new TypeError(`--${name} must be a non-negative number, got ${value}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: "string" },
+      json: { type: "boolean", default: false },
+      margin: { type: "string" },
+      "network-idle-timeout": { type: "string" },
+      "max-query-ms": { type: "string" },
+      "no-optimistic": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help || positionals[0] !== "doctor") {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const url = values.url ?? process.env.DATABASE_URL;
+  if (!url) {
+    console.error("no connection string: set DATABASE_URL or pass --url\n\n" + USAGE);
+    return 2;
+  }
+  const result = await runDoctor({
+    url,
+    json: values.json,
+    margin: numberOption("margin", values.margin),
+    networkIdleTimeout: numberOption("network-idle-timeout", values["network-idle-timeout"]),
+    maxQueryMs: numberOption("max-query-ms", values["max-query-ms"]),
+    optimistic: !values["no-optimistic"],
+  });
+  console.log(result.output);
+  return result.exitCode;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(2);
+  },
+);

@@ -1,0 +1,271 @@
+// Pool settings below the server's wait_timeout: reviews what a connection string (or a mariadb pool
+// config) would produce against the server's timeouts, and recommends settings that retire idle
+// connections before the server (or an idle-dropping middlebox) does. Pure: no I/O here.
+import { parseDatabaseUrl, redact } from "./url.ts";
+
+/** The server facts the recommendation depends on. Timeouts in seconds, as the server reports them. */
+export interface ServerTimeouts {
+  /** `@@global.wait_timeout`: what a new connection gets. */
+  waitTimeout: number;
+  /** `@@session.wait_timeout` as a connection of your user sees it (init_connect can change it). */
+  sessionWaitTimeout?: number;
+  /** `@@interactive_timeout` (for clients that connect as interactive; informational). */
+  interactiveTimeout?: number;
+  /** `@@max_connections`. */
+  maxConnections?: number;
+  /** `VERSION()`. */
+  version?: string;
+  flavor?: "mariadb" | "mysql";
+}
+
+/** The mariadb pool settings this module reviews (the driver's names and units). */
+export interface PoolSettings {
+  connectionLimit: number;
+  /** Idle connections kept open (and never retired by idleTimeout). */
+  minimumIdle: number;
+  /** Seconds an idle connection above minimumIdle lives. */
+  idleTimeout: number;
+  /** ms: a connection idle longer than this is pinged before it is handed out. */
+  minDelayValidation: number;
+  /** ms of socket inactivity after which the driver closes the connection (0: never). */
+  socketTimeout: number;
+  /** ms to open a socket. */
+  connectTimeout: number;
+  /** ms a caller waits for a connection from the pool. */
+  acquireTimeout: number;
+}
+
+export type SettingName = keyof PoolSettings;
+
+/** The mariadb 3.4 driver's defaults. */
+export const DRIVER_DEFAULTS: Readonly<PoolSettings> = Object.freeze({
+  connectionLimit: 10,
+  minimumIdle: 10, // = connectionLimit
+  idleTimeout: 1800,
+  minDelayValidation: 500,
+  socketTimeout: 0,
+  connectTimeout: 1000,
+  acquireTimeout: 10_000,
+});
+
+export interface TuneOptions {
+  /**
+   * Seconds to retire idle connections before the server would. Default: 10 % of the timeout,
+   * at least 1 and at most 30.
+   */
+  margin?: number;
+  /** Seconds after which something between app and server drops idle flows (NAT, load balancer). */
+  networkIdleTimeout?: number;
+  /** ms the longest legitimate query may run without sending a byte. Default 30000. */
+  maxQueryMs?: number;
+  /** ms a caller may wait for a connection. Default 5000. */
+  acquireTimeout?: number;
+  /**
+   * Turn the per-checkout validation ping off (default true). Safe with idle connections retired
+   * below wait_timeout and resilience() re-running what a dead connection breaks.
+   */
+  optimistic?: boolean;
+}
+
+export type Verdict = "ok" | "improve" | "unsafe";
+
+export interface SettingReview {
+  setting: SettingName;
+  /** What the input produces today (explicit value or driver default). */
+  current: number;
+  /** The input set it explicitly. */
+  explicit: boolean;
+  recommended: number;
+  /** About the current value: ok, could be better, or unsafe. */
+  verdict: Verdict;
+  reason: string;
+}
+
+export interface PoolReview {
+  /** Seconds idle connections must be retired by: min(wait timeouts, network idle timeout) − margin. */
+  retireAfter: number;
+  margin: number;
+  current: PoolSettings;
+  recommended: PoolSettings;
+  settings: SettingReview[];
+  /** Worst verdict over all settings. */
+  verdict: Verdict;
+  /**
+   * The input's connection string with the recommended settings, password kept (non-enumerable:
+   * not printed by console.log or JSON.stringify), if a URL was given.
+   */
+  readonly url?: string;
+  /** The same, password replaced by ****: what to print. */
+  redactedUrl?: string;
+  /** The input's pool config with the recommended settings (non-enumerable), if an object was given. */
+  readonly config?: Record<string, unknown>;
+}
+
+export type PoolInput = string | Record<string, unknown>;
+
+function fail(message: string): never {
+  throw new TypeError(`pool settings: ${message}`);
+}
+
+function positive(name: string, value: unknown, { allowZero = false } = {}): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    fail(`\`${name}\` must be a ${allowZero ? "non-negative" : "positive"} number, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** The settings a URL or config object asks for, explicit ones marked. */
+export function readPoolSettings(input: PoolInput): { settings: PoolSettings; explicit: Set<SettingName> } {
+  const raw: Record<string, unknown> = {};
+  if (typeof input === "string") {
+    const u = parseDatabaseUrl(input);
+    for (const [k, v] of u.searchParams) raw[k] = v;
+  } else if (typeof input === "object" && input !== null && !Array.isArray(input)) {
+    Object.assign(raw, input);
+  } else {
+    fail("expected a mysql:// or mariadb:// connection string or a mariadb pool config object");
+  }
+  const explicit = new Set<SettingName>();
+  const settings = { ...DRIVER_DEFAULTS };
+  for (const name of Object.keys(DRIVER_DEFAULTS) as SettingName[]) {
+    if (raw[name] === undefined || raw[name] === "") continue;
+    const n = Number(raw[name]);
+    if (!Number.isFinite(n) || n < 0) fail(`\`${name}\` must be a non-negative number, got ${String(raw[name])}`);
+    settings[name] = n;
+    explicit.add(name);
+  }
+  if (!explicit.has("minimumIdle")) settings.minimumIdle = settings.connectionLimit;
+  settings.minimumIdle = Math.min(settings.minimumIdle, settings.connectionLimit);
+  return { settings, explicit };
+}
+
+/**
+ * Reviews the pool settings of a connection string or mariadb pool config against the server's
+ * timeouts and recommends settings that retire idle connections before the server does, bound every
+ * wait, and keep what you set explicitly unless it is unsafe. Throws a TypeError on invalid input.
+ */
+export function reviewPool(input: PoolInput, server: ServerTimeouts, options: TuneOptions = {}): PoolReview {
+  positive("waitTimeout", server?.waitTimeout);
+  if (server.sessionWaitTimeout !== undefined) positive("sessionWaitTimeout", server.sessionWaitTimeout);
+  if (server.maxConnections !== undefined) positive("maxConnections", server.maxConnections);
+  if (options.networkIdleTimeout !== undefined) positive("networkIdleTimeout", options.networkIdleTimeout);
+  const maxQueryMs = options.maxQueryMs === undefined ? 30_000 : positive("maxQueryMs", options.maxQueryMs);
+  const acquireTarget = options.acquireTimeout === undefined ? 5000 : positive("acquireTimeout", options.acquireTimeout);
+  const optimistic = options.optimistic ?? true;
+  if (typeof optimistic !== "boolean") fail("`optimistic` must be true or false");
+
+  const limit = Math.min(
+    server.waitTimeout,
+    server.sessionWaitTimeout ?? Infinity,
+    options.networkIdleTimeout ?? Infinity,
+  );
+  const margin =
+    options.margin === undefined ? Math.min(30, Math.max(1, Math.ceil(limit * 0.1))) : positive("margin", options.margin);
+  if (margin >= limit) fail(`the margin (${margin} s) must be smaller than the timeout it is taken from (${limit} s)`);
+  const retireAfter = Math.max(1, Math.floor(limit - margin));
+  const retireMs = retireAfter * 1000;
+
+  const { settings: current, explicit } = readPoolSettings(input);
+  const rec: PoolSettings = { ...current };
+  const reviews: SettingReview[] = [];
+  const review = (setting: SettingName, recommended: number, verdict: Verdict, reason: string) => {
+    rec[setting] = recommended;
+    reviews.push({ setting, current: current[setting], explicit: explicit.has(setting), recommended, verdict, reason });
+  };
+
+  // connectionLimit: kept; checked against the server's max_connections.
+  if (server.maxConnections !== undefined && current.connectionLimit >= server.maxConnections) {
+    review("connectionLimit", current.connectionLimit, "unsafe", `not below the server's max_connections (${server.maxConnections}): the pool can be refused connections`);
+  } else {
+    review("connectionLimit", current.connectionLimit, "ok", "kept as it is");
+  }
+
+  // socketTimeout: bounds a silent drop, and (being an inactivity timer) retires even the
+  // minimumIdle connections that idleTimeout never touches.
+  const socketTarget = Math.min(maxQueryMs, retireMs);
+  if (current.socketTimeout === 0) {
+    review("socketTimeout", socketTarget, "unsafe", "0 means a silently dropped connection (no FIN, no RST) hangs a query forever");
+  } else if (current.socketTimeout > retireMs) {
+    review("socketTimeout", socketTarget, "improve", `above the ${retireAfter} s retirement point: idle connections kept by minimumIdle outlive the server's timeout`);
+  } else {
+    review("socketTimeout", current.socketTimeout, "ok", `closes a connection silent for ${current.socketTimeout} ms, before the server's ${limit} s`);
+  }
+  const retiredBySocket = rec.socketTimeout > 0 && rec.socketTimeout <= retireMs;
+
+  // minimumIdle: 0 starves mariadb 3.4's pool; = connectionLimit makes idleTimeout a no-op.
+  if (current.minimumIdle === 0) {
+    review("minimumIdle", 1, "unsafe", "0 starves the pool in mariadb 3.4 (no connection is created for waiting callers)");
+  } else if (current.minimumIdle >= current.connectionLimit && current.connectionLimit > 1) {
+    const target = Math.max(1, Math.min(current.connectionLimit - 1, Math.ceil(current.connectionLimit / 4)));
+    review("minimumIdle", target, "improve", `equal to connectionLimit (${current.connectionLimit}), so idleTimeout never retires anything`);
+  } else {
+    review("minimumIdle", current.minimumIdle, "ok", "below connectionLimit: idle connections above it are retired by idleTimeout");
+  }
+
+  // idleTimeout: below the retirement point.
+  if (current.idleTimeout === 0 || current.idleTimeout > retireAfter) {
+    const pinging = current.minDelayValidation < retireMs;
+    review(
+      "idleTimeout",
+      retireAfter,
+      retiredBySocket || pinging ? "improve" : "unsafe",
+      `${current.idleTimeout === 0 ? "0 (never)" : `${current.idleTimeout} s`} is not below the server's ${limit} s: the server closes idle connections first` +
+        (pinging ? "; the validation ping catches them, at one round trip per checkout" : ""),
+    );
+  } else {
+    review("idleTimeout", current.idleTimeout, "ok", `retires idle connections after ${current.idleTimeout} s, before the server's ${limit} s`);
+  }
+
+  // minDelayValidation: optimistic mode turns the checkout ping off. No pooled connection stays
+  // idle longer than socketTimeout (an inactivity timer), so a threshold above it is never reached.
+  if (optimistic) {
+    const longestIdleMs = rec.socketTimeout > 0 ? rec.socketTimeout : retireMs;
+    const noPing = longestIdleMs + 1000;
+    const ok = current.minDelayValidation >= longestIdleMs;
+    review(
+      "minDelayValidation",
+      ok ? current.minDelayValidation : noPing,
+      "ok",
+      ok
+        ? "no validation ping on checkout"
+        : `a connection idle more than ${current.minDelayValidation} ms is pinged before use (a round trip); no connection stays idle ${longestIdleMs} ms, so ${noPing} ms turns the ping off (resilience() re-runs what a dead connection breaks)`,
+    );
+  } else {
+    review("minDelayValidation", current.minDelayValidation, "ok", "kept: validation ping on checkout (optimistic: false)");
+  }
+
+  // acquireTimeout: how long a caller waits when the server is down (the driver default is 10 s).
+  if (current.acquireTimeout > acquireTarget) {
+    review("acquireTimeout", acquireTarget, "improve", `a down server makes every caller wait ${current.acquireTimeout} ms before it learns anything`);
+  } else {
+    review("acquireTimeout", current.acquireTimeout, "ok", "bounded");
+  }
+
+  // connectTimeout: never above acquireTimeout (the driver clamps it anyway).
+  if (current.connectTimeout > rec.acquireTimeout) {
+    review("connectTimeout", rec.acquireTimeout, "improve", "above acquireTimeout");
+  } else {
+    review("connectTimeout", current.connectTimeout, "ok", "bounded");
+  }
+
+  const rank: Record<Verdict, number> = { ok: 0, improve: 1, unsafe: 2 };
+  const verdict = reviews.reduce<Verdict>((worst, r) => (rank[r.verdict] > rank[worst] ? r.verdict : worst), "ok");
+  const changed = Object.fromEntries(
+    (Object.keys(rec) as SettingName[]).filter((k) => rec[k] !== current[k] || explicit.has(k)).map((k) => [k, rec[k]]),
+  );
+
+  const result: PoolReview = { retireAfter, margin, current, recommended: rec, settings: reviews, verdict };
+  // `url` and `config` carry the password: non-enumerable, so logging or serialising the review
+  // never prints it. `redactedUrl` is the one to print.
+  const hidden = (key: "url" | "config", value: unknown) =>
+    Object.defineProperty(result, key, { value, enumerable: false, writable: false, configurable: false });
+  if (typeof input === "string") {
+    const u = parseDatabaseUrl(input);
+    for (const [k, v] of Object.entries(changed)) u.searchParams.set(k, String(v));
+    hidden("url", u.toString());
+    result.redactedUrl = redact(u.toString());
+  } else {
+    hidden("config", { ...input, ...changed });
+  }
+  return result;
+}
