@@ -28,6 +28,20 @@ export interface ChaosOptions {
   onProgress?: (p: { elapsedMs: number; ops: number; failures: number }) => void;
   /** Prefix for the keys this run writes, so runs on one database do not mix. */
   keyPrefix?: string;
+  /** Seed for the operation mix and the choice of victims: two runs with one seed face the same schedule. */
+  seed?: number;
+}
+
+/** mulberry32: a small seeded PRNG, so that runs can be repeated. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 export interface OpSample {
@@ -102,14 +116,17 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const start = performance.now();
   const now = () => performance.now() - start;
   const rejectionsBefore = driverInitRejections();
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const pickVictim = prng(seed);
   const stopAt = durationMs;
 
   await prisma.$connect?.();
 
   const worker = async (w: number) => {
     let seq = 0;
+    const random = prng(seed + 1 + w);
     while (now() < stopAt) {
-      const r = Math.random();
+      const r = random();
       const kind: OpSample["kind"] = r < 0.4 ? "read" : r < 0.75 ? "write" : "transaction";
       const key = `${prefix}-${w}-${seq++}`;
       const keys = kind === "write" ? [key] : kind === "transaction" ? [`${key}-a`, `${key}-b`] : [];
@@ -153,7 +170,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
       try {
         const conns = (await db.appConnections()).filter((c) => c.command !== "Killed");
         if (conns.length === 0) continue;
-        const victim = conns[Math.floor(Math.random() * conns.length)];
+        const victim = conns[Math.floor(pickVictim() * conns.length)];
         await db.admin(`KILL ${victim.id}`);
         killed++;
         events.push({ t: now(), what: "kill" });
@@ -164,7 +181,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   };
 
   const restarter = async () => {
-    if (options.restartAtMs === undefined) return;
+    if (options.restartAtMs === undefined || !db.embedded) return;
     await sleep(options.restartAtMs);
     serverDown = true;
     events.push({ t: now(), what: "server-down" });
@@ -226,7 +243,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     lostWrites,
     retries: retryCount.n,
     killed,
-    restarted: options.restartAtMs !== undefined,
+    restarted: options.restartAtMs !== undefined && db.embedded,
     p50Ms: Number(percentile(latencies, 50).toFixed(2)),
     p99Ms: Number(percentile(latencies, 99).toFixed(2)),
     recoveryMs: serverUpAt !== null && firstOkAfterUp !== null ? Number((firstOkAfterUp - serverUpAt).toFixed(1)) : null,

@@ -437,6 +437,14 @@ class ExternalServer implements TestDatabase {
   }
 }
 
+/** Uses a server someone else runs (its user must be allowed to KILL and SET GLOBAL for the faults). */
+export async function connectDatabase(url: string): Promise<TestDatabase> {
+  tolerateDriverInitRejections();
+  const server = new ExternalServer(url);
+  await server.setup();
+  return server;
+}
+
 /**
  * Starts a fresh MariaDB (or connects to TEST_DATABASE_URL) with the app schema applied.
  * Call `stop()` in an `after` hook.
@@ -444,11 +452,7 @@ class ExternalServer implements TestDatabase {
 export async function startDatabase(): Promise<TestDatabase> {
   tolerateDriverInitRejections();
   const external = process.env.TEST_DATABASE_URL;
-  if (external) {
-    const server = new ExternalServer(external);
-    await server.setup();
-    return server;
-  }
+  if (external) return await connectDatabase(external);
   const bin = requireServerBinaries();
   installExitHook();
   const dir = mkdtempSync(join(tmpdir(), "resilience-mariadb-"));

@@ -1,0 +1,85 @@
+// npm run demo: starts a throwaway MariaDB (or uses DATABASE_URL), runs the chaos workload twice with
+// the same fault schedule — bare Prisma 7, then Prisma with this package — prints the results side by
+// side and writes an HTML report. Options: --duration ms (default 20000), --workers n (default 8),
+// --out path (default bench/results/demo-report.html).
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { redact } from "../src/index.ts";
+import { runChaos, summary, type ChaosMode, type ChaosResult } from "../test/support/chaos.ts";
+import { connectDatabase, startDatabase } from "../test/support/mariadb.ts";
+import { renderReport, tableRows } from "./report.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values } = parseArgs({
+  options: {
+    duration: { type: "string", default: "20000" },
+    workers: { type: "string", default: "8" },
+    out: { type: "string", default: resolve(here, "results/demo-report.html") },
+  },
+});
+const durationMs = Number(values.duration);
+const workers = Number(values.workers);
+if (!(durationMs >= 4000)) throw new TypeError("--duration must be at least 4000 ms");
+if (!(workers >= 1 && workers <= 64)) throw new TypeError("--workers must be between 1 and 64");
+
+const external = process.env.DATABASE_URL;
+console.log(external ? `using DATABASE_URL ${redact(external)} (no kill -9 / restart on a server this demo did not start)` : "starting a throwaway MariaDB …");
+const db = external ? await connectDatabase(external) : await startDatabase();
+const seed = 20261124;
+const results: ChaosResult[] = [];
+try {
+  for (const mode of ["bare", "resilient"] as ChaosMode[]) {
+    const label = mode === "bare" ? "bare Prisma 7" : "with prisma-extension-resilience";
+    const result = await runChaos(db, {
+      mode,
+      durationMs,
+      workers,
+      killEveryMs: 250,
+      waitTimeout: 2,
+      restartAtMs: Math.round(durationMs / 2),
+      downMs: 500,
+      seed,
+      keyPrefix: `demo-${mode}-${Date.now().toString(36)}`,
+      onProgress: (p) =>
+        process.stdout.write(`\r  ${label}: ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s, ${p.ops} operations, ${p.failures} failed   `),
+    });
+    process.stdout.write("\n");
+    results.push(result);
+  }
+} finally {
+  await db.stop();
+}
+
+const rows = tableRows(results);
+const width = Math.max(...rows.map((r) => r.label.length)) + 2;
+const colW = 36;
+console.log(`\n${"".padEnd(width)}${"bare Prisma 7".padEnd(colW)}with prisma-extension-resilience`);
+for (const row of rows) {
+  if (row.label === "failures by class") continue; // too wide for a column: listed below
+  console.log(`${row.label.padEnd(width)}${row.values[0].padEnd(colW)}${row.values[1]}`);
+}
+const byClass = rows.find((r) => r.label === "failures by class")!;
+console.log(`
+failures by class, bare: ${byClass.values[0]}
+failures by class, with the package: ${byClass.values[1]}`);
+
+mkdirSync(dirname(values.out!), { recursive: true });
+writeFileSync(
+  values.out!,
+  renderReport(results, {
+    date: new Date().toISOString(),
+    workload: `${workers} workers, ${durationMs / 1000} s per run, one connection killed every 250 ms, wait_timeout = 2, kill -9 + restart at ${durationMs / 2000} s`,
+    server: external ? redact(external) : "throwaway MariaDB started by the demo",
+    node: process.version,
+    seed: String(seed),
+  }),
+);
+writeFileSync(values.out!.replace(/\.html$/, ".json"), JSON.stringify(results.map(summary), null, 2) + "\n");
+console.log(`\nreport: ${values.out}`);
+const pkg = results[1];
+if (pkg.failures > 0 || pkg.duplicateKeys > 0 || pkg.lostWrites > 0) {
+  console.error("✖ the run with the package failed an operation, duplicated or lost a write");
+  process.exit(1);
+}
