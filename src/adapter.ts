@@ -1,8 +1,10 @@
 // withResilience(): wraps a Prisma driver adapter factory (e.g. `new PrismaMariaDb(url)`) so that
 // every failed call says what had reached the server (see flight.ts). It delegates everything and
 // adds no work to a call that succeeds: one `.catch` per call, nothing else.
-import { classify } from "./classify.ts";
+import { classify, errorFacts } from "./classify.ts";
 import { makeRecord, tag, type FlightPhase } from "./flight.ts";
+import { ServerHealth, type StateChange } from "./health.ts";
+import { describeError, log } from "./log.ts";
 import { firstKeyword, isReadOnlySql } from "./sql.ts";
 
 // Structural types: the subset of @prisma/driver-adapter-utils this module relies on, so the
@@ -44,11 +46,20 @@ export function isResilientAdapter(value: unknown): boolean {
   return typeof value === "object" && value !== null && (value as any)[WRAPPED] === true;
 }
 
-function fail(phase: FlightPhase, error: unknown, sql: string, threadId?: number): never {
-  const keyword = firstKeyword(sql);
-  tag(error, makeRecord(phase, error, keyword, isReadOnlySql(sql), threadId));
-  throw error;
+function tagged(phase: FlightPhase, error: unknown, sql: string, threadId?: number, heldBack?: boolean): unknown {
+  tag(error, makeRecord(phase, error, firstKeyword(sql), isReadOnlySql(sql), threadId, heldBack));
+  return error;
 }
+
+/** What the wrapped adapter does about a failure before it is rethrown. */
+interface FailureHandler {
+  /** After a lost connection or an unavailable server: is the server still there? */
+  suspect(error: unknown): Promise<void>;
+  /** After a silent drop inside a transaction: end the session the server still holds. */
+  killGhost(threadId: number): Promise<void>;
+}
+
+const SOCKET_TIMEOUT = 45026;
 
 class ResilientTransaction implements TransactionLike {
   /** The connection died under this transaction: the server has rolled it back. */
@@ -57,7 +68,10 @@ class ResilientTransaction implements TransactionLike {
   readonly rollbackToSavepoint?: (name: string) => Promise<void>;
   readonly releaseSavepoint?: (name: string) => Promise<void>;
 
-  constructor(private readonly inner: TransactionLike) {
+  constructor(
+    private readonly inner: TransactionLike,
+    private readonly handler: FailureHandler,
+  ) {
     if (inner.createSavepoint) {
       this.createSavepoint = (name) => inner.createSavepoint!(name).catch((e) => this.onStatementError(e, "SAVEPOINT"));
     }
@@ -87,9 +101,17 @@ class ResilientTransaction implements TransactionLike {
     return typeof id === "number" ? id : undefined;
   }
 
-  private onStatementError(error: unknown, sql: string): never {
-    if (classify(error) === "connection-lost") this.lost = true;
-    return fail("statement", error, sql, this.threadId);
+  private async onStatementError(error: unknown, sql: string): Promise<never> {
+    const threadId = this.threadId;
+    const errorClass = classify(error);
+    if (errorClass === "connection-lost") {
+      this.lost = true;
+      // A socket timeout is a silent drop: the server still holds this session, its open
+      // transaction and its row locks. End it, so the re-run does not wait on its own ghost.
+      if (threadId !== undefined && errorFacts(error).errno === SOCKET_TIMEOUT) await this.handler.killGhost(threadId);
+      await this.handler.suspect(error);
+    }
+    throw tagged("statement", error, sql, threadId);
   }
 
   queryRaw(params: SqlQueryLike) {
@@ -99,61 +121,208 @@ class ResilientTransaction implements TransactionLike {
     return this.inner.executeRaw(params).catch((e) => this.onStatementError(e, params.sql));
   }
   commit() {
-    return this.inner.commit().catch((e) => fail("commit", e, "COMMIT", this.threadId));
+    return this.inner.commit().catch(async (e) => {
+      const threadId = this.threadId;
+      if (classify(e) !== "fatal") await this.handler.suspect(e);
+      throw tagged("commit", e, "COMMIT", threadId);
+    });
   }
   rollback() {
     return this.inner.rollback().catch((e) => {
       // The server rolls back an open transaction when its connection dies, so a rollback that
       // cannot reach it has nothing left to do: it is not a new failure.
       if (this.lost || classify(e) === "connection-lost") return;
-      fail("rollback", e, "ROLLBACK", this.threadId);
+      throw tagged("rollback", e, "ROLLBACK", this.threadId);
     });
   }
 }
 
-class ResilientAdapter implements AdapterLike {
-  readonly [WRAPPED] = true;
-  readonly getConnectionInfo?: () => unknown;
+export interface ResilientAdapterOptions {
+  /**
+   * Called when the server is found down (a probe after a lost connection is refused or
+   * unanswered) and when it is back (a fresh pool is in use). Default none.
+   */
+  onStateChange?: (change: StateChange) => void;
+  /**
+   * ms a call waits for the server while it is down, before it fails unsent and the retry loop
+   * decides again (it bounds how far past its deadline an operation can end). Default 200.
+   */
+  outageWait?: number;
+  /** ms between probes while the server is down. Default 50. */
+  probeInterval?: number;
+  /** ms a probe waits for a TCP connection. Default 1000. */
+  probeTimeout?: number;
+  /** End the server-side session of a silently dropped transaction (KILL <thread id>). Default true. */
+  killGhostSessions?: boolean;
+}
 
-  constructor(private readonly inner: AdapterLike) {
-    if (inner.getConnectionInfo) this.getConnectionInfo = () => inner.getConnectionInfo!();
+interface ResolvedAdapterOptions extends Required<Omit<ResilientAdapterOptions, "onStateChange">> {
+  onStateChange?: (change: StateChange) => void;
+}
+
+function resolveAdapterOptions(options: ResilientAdapterOptions | undefined): ResolvedAdapterOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== "object" || options === null) throw new TypeError("withResilience(): options must be an object");
+  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "killGhostSessions"]);
+  for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`withResilience(): unknown option \`${key}\``);
+  const ms = (name: keyof ResilientAdapterOptions, fallback: number, min: number) => {
+    const v = options![name];
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
+      throw new TypeError(`withResilience(): \`${name}\` must be a number of ms ≥ ${min}, got ${String(v)}`);
+    }
+    return v;
+  };
+  if (options.onStateChange !== undefined && typeof options.onStateChange !== "function") {
+    throw new TypeError("withResilience(): `onStateChange` must be a function");
+  }
+  if (options.killGhostSessions !== undefined && typeof options.killGhostSessions !== "boolean") {
+    throw new TypeError("withResilience(): `killGhostSessions` must be true or false");
+  }
+  return {
+    onStateChange: options.onStateChange,
+    outageWait: ms("outageWait", 200, 0),
+    probeInterval: ms("probeInterval", 50, 1),
+    probeTimeout: ms("probeTimeout", 1000, 1),
+    killGhostSessions: options.killGhostSessions ?? true,
+  };
+}
+
+class ResilientAdapter implements AdapterLike, FailureHandler {
+  readonly [WRAPPED] = true;
+  private readonly health: ServerHealth;
+
+  constructor(
+    private readonly factory: AdapterFactoryLike,
+    private current: AdapterLike,
+    private readonly options: ResolvedAdapterOptions,
+  ) {
+    this.health = new ServerHealth(
+      options,
+      async () => {
+        this.current = await this.factory.connect();
+        this.watch(this.current);
+      },
+      async () => {
+        await this.current.dispose();
+      },
+    );
+    this.watch(current);
+  }
+
+  /**
+   * Learns where the server is from the pool's new connections (mariadb: `conn.opts`), and
+   * notices a server that goes away while nobody is querying: a pooled connection's error, or the
+   * pool failing to open one, makes it probe (a caller waiting in the pool would otherwise learn
+   * only at acquireTimeout). The pool 'error' listener also keeps the driver from throwing an
+   * unhandled 'error' event.
+   */
+  private watch(adapter: AdapterLike) {
+    const pool = (adapter as any).underlyingDriver?.();
+    if (typeof pool?.on !== "function") return;
+    const suspect = () => {
+      if (this.current === adapter) void this.health.suspect();
+    };
+    pool.on("connection", (conn: any) => {
+      const o = conn?.opts;
+      if (o) this.health.learnTarget({ host: o.host, port: o.port, socketPath: o.socketPath });
+      if (typeof conn?.on === "function") conn.on("error", suspect);
+    });
+    pool.on("error", (e: unknown) => {
+      log(`the pool could not open a connection (${describeError(e)})`);
+      suspect();
+    });
   }
 
   get provider() {
-    return this.inner.provider;
+    return this.current.provider;
   }
   get adapterName() {
-    return this.inner.adapterName;
+    return this.current.adapterName;
+  }
+  getConnectionInfo() {
+    return this.current.getConnectionInfo?.();
   }
 
-  queryRaw(params: SqlQueryLike) {
-    return this.inner.queryRaw(params).catch((e) => fail("autocommit", e, params.sql));
+  async suspect(error: unknown): Promise<void> {
+    const errorClass = classify(error);
+    if (errorClass === "connection-lost" || errorClass === "unavailable") {
+      log(`${errorClass} (${describeError(error)}): probing the server`);
+      await this.health.suspect();
+    }
   }
-  executeRaw(params: SqlQueryLike) {
-    return this.inner.executeRaw(params).catch((e) => fail("autocommit", e, params.sql));
+
+  async killGhost(threadId: number): Promise<void> {
+    if (!this.options.killGhostSessions) return;
+    // Only a session that is still there and idle ("Sleep": its client is gone) is ended, and only
+    // through this user's own rights (a user may KILL its own threads).
+    const id = Math.trunc(threadId);
+    const kill = (async () => {
+      const found: any = await this.current.queryRaw({
+        sql: `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ${id} AND COMMAND = 'Sleep'`,
+        args: [],
+        argTypes: [],
+      } as SqlQueryLike);
+      if (!found?.rows?.length) return;
+      await this.current.executeRaw({ sql: `KILL CONNECTION ${id}`, args: [], argTypes: [] } as SqlQueryLike);
+      log(`killed ghost session ${id} left by a silently dropped connection`);
+    })();
+    const limit = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    await Promise.race([kill.catch((e) => log(`could not kill ghost session ${id}: ${describeError(e)}`)), limit]);
   }
-  executeScript(script: string) {
-    return this.inner.executeScript(script).catch((e) => fail("autocommit", e, script));
+
+  private async onError(phase: FlightPhase, error: unknown, sql: string): Promise<never> {
+    await this.suspect(error);
+    throw tagged(phase, error, sql);
   }
-  startTransaction(isolationLevel?: string) {
-    return this.inner.startTransaction(isolationLevel).then(
-      (tx) => new ResilientTransaction(tx),
-      (e) => fail("begin", e, "BEGIN"),
+
+  /** Runs `call` now when the server is up; while it is down, once it is back (or fails unsent). */
+  private gated<T>(phase: FlightPhase, sql: string, call: () => Promise<T>): Promise<T> {
+    if (this.health.state === "up") return call().catch((e) => this.onError(phase, e, sql));
+    return this.health.gate().then(
+      () => this.gated(phase, sql, call),
+      (e) => {
+        throw tagged(phase, e, sql, undefined, true);
+      },
     );
   }
+
+  // The hot path is the first line of each method: one state check, the call, one `.catch`.
+  queryRaw(params: SqlQueryLike) {
+    if (this.health.state === "up") return this.current.queryRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
+    return this.gated("autocommit", params.sql, () => this.current.queryRaw(params));
+  }
+  executeRaw(params: SqlQueryLike) {
+    if (this.health.state === "up") return this.current.executeRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
+    return this.gated("autocommit", params.sql, () => this.current.executeRaw(params));
+  }
+  executeScript(script: string) {
+    return this.gated("autocommit", script, () => this.current.executeScript(script));
+  }
+  startTransaction(isolationLevel?: string) {
+    const started =
+      this.health.state === "up"
+        ? this.current.startTransaction(isolationLevel).catch((e) => this.onError("begin", e, "BEGIN"))
+        : this.gated("begin", "BEGIN", () => this.current.startTransaction(isolationLevel));
+    return started.then((tx) => new ResilientTransaction(tx, this));
+  }
   dispose() {
-    return this.inner.dispose();
+    this.health.close();
+    return this.current.dispose();
   }
   /** The driver's pool, as the wrapped adapter exposes it (mariadb: `underlyingDriver()`). */
   underlyingDriver(): unknown {
-    return (this.inner as any).underlyingDriver?.();
+    return (this.current as any).underlyingDriver?.();
   }
 }
 
 class ResilientAdapterFactory implements AdapterFactoryLike {
   readonly [WRAPPED] = true;
 
-  constructor(private readonly inner: AdapterFactoryLike) {}
+  constructor(
+    private readonly inner: AdapterFactoryLike,
+    private readonly options: ResolvedAdapterOptions,
+  ) {}
 
   get provider() {
     return this.inner.provider;
@@ -162,7 +331,7 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
     return this.inner.adapterName;
   }
   async connect() {
-    return new ResilientAdapter(await this.inner.connect());
+    return new ResilientAdapter(this.inner, await this.inner.connect(), this.options);
   }
 }
 
@@ -177,12 +346,13 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
  * const prisma = new PrismaClient({ adapter }).$extends(resilience());
  * ```
  */
-export function withResilience<F extends AdapterFactoryLike>(factory: F): F {
+export function withResilience<F extends AdapterFactoryLike>(factory: F, options?: ResilientAdapterOptions): F {
   if (typeof factory !== "object" || factory === null || typeof (factory as any).connect !== "function") {
     throw new TypeError(
       "withResilience() expects a Prisma driver adapter factory, e.g. withResilience(new PrismaMariaDb(url))",
     );
   }
+  const resolved = resolveAdapterOptions(options);
   if (isResilientAdapter(factory)) return factory;
-  return new ResilientAdapterFactory(factory) as unknown as F;
+  return new ResilientAdapterFactory(factory, resolved) as unknown as F;
 }

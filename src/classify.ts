@@ -242,3 +242,19 @@ export function provesNotSent(error: unknown): boolean {
   if (f.prismaCode === "P2037" || f.prismaCode === "P1001" || f.prismaCode === "P2024") return true;
   return false;
 }
+
+/** Why a server is unavailable, in words a person reads: "connection refused", "timed out" ... */
+export function unavailableReason(error: unknown): string {
+  const f = errorFacts(error);
+  const text = [f.reason ?? "", ...f.messages].join("\n");
+  if (f.kind === "TooManyConnections" || f.errno === 1040 || f.errno === 1203 || /too many connections/i.test(text)) {
+    return "too many connections";
+  }
+  if (f.socketCode === "ECONNREFUSED" || /ECONNREFUSED|connection refused/i.test(text)) return "connection refused";
+  if (/no answer/i.test(text)) return "no answer";
+  if (f.errno === 45012 || f.socketCode === "ETIMEDOUT" || /ETIMEDOUT|connection timeout|connect timeout/i.test(text)) return "timed out";
+  if (f.socketCode && /^E(HOST|NET)UNREACH$/.test(f.socketCode)) return "host unreachable";
+  if (f.prismaCode === "P2028") return "no connection to start a transaction in time";
+  if (f.errno === 45028) return "pool timeout";
+  return "unavailable";
+}

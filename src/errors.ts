@@ -94,3 +94,40 @@ function describeFailure(reason: ConnectFailure, cause: unknown): string {
       return detail;
   }
 }
+
+export interface UnavailableDetails {
+  /** "connection refused", "timed out", "too many connections", "pool timeout" ... */
+  reason: string;
+  operation: string;
+  model?: string;
+  attempts: number;
+  /** ms from the first attempt to giving up. */
+  waitedMs: number;
+}
+
+/**
+ * The server stayed unavailable (refused, timed out, too many connections) for the whole deadline,
+ * or the retries ran out while it was. Nothing of the operation was applied: every attempt failed
+ * before anything reached the server, or inside a transaction the server rolled back.
+ */
+export class DatabaseUnavailableError extends Error {
+  override readonly name = "DatabaseUnavailableError";
+  readonly code = "RESILIENCE_UNAVAILABLE";
+  readonly reason: string;
+  readonly operation: string;
+  readonly model?: string;
+  readonly attempts: number;
+  readonly waitedMs: number;
+
+  constructor(details: UnavailableDetails, options: { cause: unknown }) {
+    const what = details.model ? `${details.model}.${details.operation}` : details.operation;
+    super(`${what}: database unavailable (${details.reason}); gave up after ${details.attempts} attempts in ${details.waitedMs} ms`, {
+      cause: options.cause,
+    });
+    this.reason = details.reason;
+    this.operation = details.operation;
+    this.model = details.model;
+    this.attempts = details.attempts;
+    this.waitedMs = details.waitedMs;
+  }
+}

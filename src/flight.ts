@@ -24,6 +24,8 @@ export interface FlightRecord {
   readonly notSent: boolean;
   /** Server thread id of the connection, when the driver exposes it. */
   readonly threadId?: number;
+  /** Held back while the server was down: nothing was sent, and the wait itself paced the caller. */
+  readonly heldBack?: boolean;
 }
 
 // Symbol.for: two copies of this package in one app still read each other's records.
@@ -46,8 +48,9 @@ export function makeRecord(
   statement: string,
   readOnly: boolean,
   threadId?: number,
+  heldBack?: boolean,
 ): FlightRecord {
-  return Object.freeze({ phase, statement, readOnly, notSent: provesNotSent(error), threadId });
+  return Object.freeze({ phase, statement, readOnly, notSent: heldBack === true || provesNotSent(error), threadId, heldBack });
 }
 
 /**

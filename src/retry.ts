@@ -2,9 +2,10 @@
 // It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
 // and re-runs through p-retry within the retry count and the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { classify, provesNotSent, type ErrorClass } from "./classify.ts";
-import { OutcomeUnknownError } from "./errors.ts";
+import { classify, provesNotSent, unavailableReason, type ErrorClass } from "./classify.ts";
+import { DatabaseUnavailableError, OutcomeUnknownError } from "./errors.ts";
 import { flightOf, mayHaveCommitted } from "./flight.ts";
+import { describeError, log } from "./log.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
 
 export interface Attempted {
@@ -66,6 +67,10 @@ class RetryableFailure extends Error {
     readonly errorClass: ErrorClass,
     /** The pool handed out a connection that was already dead: nothing was sent on it. */
     readonly staleConnection: boolean,
+    /** The server was unavailable and nothing was sent: waiting for it costs no retry, only time. */
+    readonly outage: boolean,
+    /** Already waited for the server (held back by withResilience while it was down): no backoff. */
+    readonly heldBack: boolean,
   ) {
     super("retryable failure");
   }
@@ -75,6 +80,9 @@ class RetryableFailure extends Error {
 // a pre-ping would have caught: replacing it does not count as a retry. After a server restart the
 // pool may hold several such connections; this bounds how many are replaced for one operation.
 const MAX_STALE_REPLACEMENTS = 64;
+// Attempts that failed because the server was unavailable and sent nothing are bounded by the
+// deadline (and backoff), not by `retries`; this is only a backstop.
+const MAX_OUTAGE_ATTEMPTS = 1000;
 
 function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
   const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
@@ -97,6 +105,7 @@ export async function retryAfterFailure<T>(
   let attempts = 0;
   let retriesUsed = 0;
   let staleReplaced = 0;
+  let outageAttempts = 0;
   let waits = 0;
   let abortWith: { error: unknown } | undefined;
   const deadlineAt = what.startedAt + options.deadline;
@@ -118,29 +127,42 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    const stale = verdict.errorClass === "connection-lost" && provesNotSent(error);
-    throw new RetryableFailure(error, verdict.errorClass, stale);
+    const notSent = provesNotSent(error);
+    throw new RetryableFailure(
+      error,
+      verdict.errorClass,
+      verdict.errorClass === "connection-lost" && notSent,
+      verdict.errorClass === "unavailable" && notSent,
+      flightOf(error)?.heldBack === true,
+    );
   };
 
   try {
     return await pRetry(run, {
       // p-retry runs the loop; the accounting below decides each retry.
-      retries: options.retries + MAX_STALE_REPLACEMENTS,
+      retries: options.retries + MAX_STALE_REPLACEMENTS + MAX_OUTAGE_ATTEMPTS,
       minTimeout: 0,
       factor: 1,
       randomize: false,
       maxRetryTime: Math.max(0, deadlineAt - performance.now()),
       shouldRetry: async ({ error }) => {
         const failure = error as RetryableFailure;
-        const free = failure.staleConnection && options.retries > 0 && staleReplaced < MAX_STALE_REPLACEMENTS;
+        const stale = failure.staleConnection && staleReplaced < MAX_STALE_REPLACEMENTS;
+        const outage = failure.outage && outageAttempts < MAX_OUTAGE_ATTEMPTS;
+        const free = options.retries > 0 && (stale || outage);
         if (!free && retriesUsed >= options.retries) return false;
         // A lost connection is retried at once (the pool hands out another); an unavailable server,
         // or a second failure in a row, is given time with backoff and jitter.
-        const immediate = free || (retriesUsed === 0 && failure.errorClass !== "unavailable");
-        const delayMs = immediate ? 0 : backoffDelay(options, waits++);
-        if (performance.now() + delayMs >= deadlineAt) return false;
-        if (free) staleReplaced++;
+        const immediate = failure.heldBack || (free && stale) || (retriesUsed === 0 && failure.errorClass !== "unavailable");
+        let delayMs = immediate ? 0 : backoffDelay(options, waits++);
+        // Never wait past the deadline: a shortened wait still leaves one last attempt before it.
+        const remaining = deadlineAt - performance.now();
+        if (remaining < 20) return false;
+        if (delayMs > remaining - 10) delayMs = Math.max(0, Math.floor(remaining - 10));
+        if (free && stale) staleReplaced++;
+        else if (free) outageAttempts++;
         else retriesUsed++;
+        log(`retry ${what.model ? `${what.model}.` : ""}${what.operation} after ${failure.errorClass} (${describeError(failure.original)}), attempt ${attempts + 1}, wait ${delayMs} ms`);
         const context: RetryContext = Object.freeze({
           attempt: attempts,
           retriesLeft: options.retries - retriesUsed,
@@ -162,7 +184,15 @@ export async function retryAfterFailure<T>(
     });
   } catch (error) {
     if (abortWith) throw abortWith.error;
-    if (error instanceof RetryableFailure) throw error.original;
+    if (error instanceof RetryableFailure) {
+      if (error.errorClass !== "unavailable") throw error.original;
+      const waitedMs = Math.round(performance.now() - what.startedAt);
+      log(`giving up on ${what.operation}: unavailable (${unavailableReason(error.original)}) after ${attempts} attempts, ${waitedMs} ms`);
+      throw new DatabaseUnavailableError(
+        { reason: unavailableReason(error.original), operation: what.operation, model: what.model, attempts, waitedMs },
+        { cause: error.original },
+      );
+    }
     throw error;
   }
 }

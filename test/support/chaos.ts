@@ -28,6 +28,9 @@ export interface ChaosOptions {
   onProgress?: (p: { elapsedMs: number; ops: number; failures: number }) => void;
   /** Prefix for the keys this run writes, so runs on one database do not mix. */
   keyPrefix?: string;
+  /** Options for resilience() and withResilience() in the package's modes. */
+  resilience?: import("../../src/index.ts").ResilienceOptions;
+  adapter?: import("../../src/index.ts").ResilientAdapterOptions;
   /** Seed for the operation mix and the choice of victims: two runs with one seed face the same schedule. */
   seed?: number;
 }
@@ -45,6 +48,8 @@ function prng(seed: number): () => number {
 }
 
 export interface OpSample {
+  /** ms since the start of the run when the operation started. */
+  startT?: number;
   /** ms since the start of the run. */
   t: number;
   kind: "read" | "write" | "transaction";
@@ -99,7 +104,12 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const prisma: any =
     mode === "bare"
       ? bareClient(url)
-      : resilientClient(url, { wrap: mode === "resilient", onRetry: () => retryCount.n++ }).prisma;
+      : resilientClient(url, {
+          ...options.resilience,
+          wrap: mode === "resilient",
+          adapter: options.adapter,
+          onRetry: () => retryCount.n++,
+        }).prisma;
 
   const originalWaitTimeout = await db.getGlobal("wait_timeout");
   await db.setGlobal("wait_timeout", options.waitTimeout);
@@ -157,7 +167,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
         }
       }
       const t = now();
-      samples.push({ t, kind, latencyMs: performance.now() - t0, outcome, errorClass });
+      samples.push({ t, startT: t0 - start, kind, latencyMs: performance.now() - t0, outcome, errorClass });
       if (outcome === "ok" && serverUpAt !== null && firstOkAfterUp === null && t >= serverUpAt) firstOkAfterUp = t;
     }
   };
@@ -188,8 +198,8 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     await db.kill9();
     await sleep(options.downMs ?? 500);
     await db.start();
-    await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
     serverUpAt = now();
+    await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
     events.push({ t: serverUpAt, what: "server-up" });
     serverDown = false;
   };

@@ -2,7 +2,7 @@
 // wrapper), all on the generated client of prisma/schema.prisma.
 import { PrismaMariaDb } from "@prisma/adapter-mariadb";
 import { PrismaClient } from "../../generated/prisma/client.ts";
-import { resilience, withResilience, type ResilienceOptions, type RetryContext } from "../../src/index.ts";
+import { resilience, withResilience, type ResilienceOptions, type ResilientAdapterOptions, type RetryContext } from "../../src/index.ts";
 
 export type Bare = PrismaClient;
 
@@ -15,8 +15,8 @@ export interface ResilientHandle {
   retries: RetryContext[];
 }
 
-function build(url: string, wrap: boolean, options: ResilienceOptions, retries: RetryContext[]) {
-  const adapter = wrap ? withResilience(new PrismaMariaDb(url)) : new PrismaMariaDb(url);
+function build(url: string, wrap: boolean, options: ResilienceOptions, retries: RetryContext[], adapterOptions?: ResilientAdapterOptions) {
+  const adapter = wrap ? withResilience(new PrismaMariaDb(url), adapterOptions) : new PrismaMariaDb(url);
   const onRetry = options.onRetry;
   return new PrismaClient({ adapter }).$extends(
     resilience({
@@ -30,10 +30,13 @@ function build(url: string, wrap: boolean, options: ResilienceOptions, retries: 
 }
 
 /** A client with `resilience()`; every retry's context is collected in `retries`. */
-export function resilientClient(url: string, options: ResilienceOptions & { wrap?: boolean } = {}): ResilientHandle {
-  const { wrap = true, ...rest } = options;
+export function resilientClient(
+  url: string,
+  options: ResilienceOptions & { wrap?: boolean; adapter?: ResilientAdapterOptions } = {},
+): ResilientHandle {
+  const { wrap = true, adapter, ...rest } = options;
   const retries: RetryContext[] = [];
-  return { prisma: build(url, wrap, rest, retries), retries };
+  return { prisma: build(url, wrap, rest, retries, adapter), retries };
 }
 
 /** Adds connection-pool options to a URL (mariadb driver query parameters). */

@@ -1,0 +1,248 @@
+// Outages and silent drops on a real MariaDB and the loopback proxy: a server killed under load and
+// restarted, a server down for longer than the deadline, everything silently dropped, a ghost
+// session holding a lock after a silent drop, max_connections exhausted, and the debug log.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { after, afterEach, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import mariadb from "mariadb";
+import { isOutcomeUnknown, type StateChange } from "../src/index.ts";
+import { runChaos, summary, violations } from "./support/chaos.ts";
+import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";
+import { duplicateKeys, inFlight, missingKeys, uniqueKey } from "./support/data.ts";
+import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
+import { startProxy } from "./support/proxy.ts";
+
+let db: TestDatabase;
+const handles: ResilientHandle[] = [];
+function client(url: string, options: Parameters<typeof resilientClient>[1] = {}) {
+  const h = resilientClient(url, options);
+  handles.push(h);
+  return h;
+}
+
+before(async () => {
+  db = await startDatabase();
+});
+afterEach(async () => {
+  for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+});
+after(async () => {
+  await db?.stop();
+});
+
+describe("server killed under load", () => {
+  test("kill -9, restart 2 s later, deadline 5 s: nothing fails, nothing duplicated or lost, recovery within 200 ms", async () => {
+    const changes: StateChange[] = [];
+    const result = await runChaos(db, {
+      mode: "resilient",
+      durationMs: 7000,
+      workers: 8,
+      killEveryMs: 0,
+      waitTimeout: 28800,
+      restartAtMs: 2500,
+      downMs: 2000,
+      resilience: { deadline: 5000 },
+      adapter: { onStateChange: (c) => changes.push(c) },
+    });
+    console.log(JSON.stringify(summary(result)));
+    assert.deepEqual(violations(result), [], "no failure but typed unknown outcomes, no duplicate, no loss");
+    assert.ok(result.recoveryMs !== null && result.recoveryMs <= 200, `first success ${result.recoveryMs} ms after the server accepted connections`);
+    assert.deepEqual(changes.map((c) => c.state), ["down", "up"], "one outage seen, one reconnect shared by all callers");
+    assert.equal(changes[0].reason, "connection refused");
+    assert.ok(changes[1].downForMs! >= 1900, `down for ${changes[1].downForMs} ms`);
+    assert.equal(changes[1].generation, 1);
+  });
+});
+
+describe("server down longer than the deadline", () => {
+  test("every operation fails within deadline + 10 % naming 'connection refused'; none waits the 10 s pool timeout", async () => {
+    const deadline = 3000;
+    const { prisma } = client(db.url, { deadline }); // driver defaults: acquireTimeout 10 s
+    await Promise.all(Array.from({ length: 8 }, () => prisma.user.count()));
+    await db.kill9();
+    try {
+      const started = performance.now();
+      const outcomes = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          Promise.resolve(i % 2 ? prisma.user.count() : prisma.ledger.create({ data: { key: uniqueKey("down") } })).then(
+            () => ({ ok: true as const, ms: performance.now() - started }),
+            (error) => ({ ok: false as const, error, ms: performance.now() - started }),
+          ),
+        ),
+      );
+      for (const o of outcomes) {
+        assert.equal(o.ok, false);
+        if (o.ok) continue;
+        assert.equal((o.error as any).name, "DatabaseUnavailableError", String(o.error));
+        assert.equal((o.error as any).reason, "connection refused");
+        assert.ok((o.error as any).waitedMs >= deadline * 0.7);
+        assert.ok(o.ms <= deadline * 1.1, `failed after ${Math.round(o.ms)} ms (deadline ${deadline})`);
+      }
+    } finally {
+      await db.start();
+
+    }
+    assert.equal(typeof (await prisma.user.count()), "number", "works again once the server is back, without a restart of the app");
+  });
+});
+
+describe("silent drops", () => {
+  test("everything dropped mid-load for 3 s: no operation past its deadline + 10 %, recovers on its own", async () => {
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      const deadline = 6000;
+      const url = withParams(proxy.urlFor(db.url), { socketTimeout: 800, connectTimeout: 500, acquireTimeout: 800 });
+      const { prisma } = client(url, { deadline });
+      const acknowledged: string[] = [];
+      const outcomes: Array<{ ms: number; ok: boolean; name?: string }> = [];
+      const stopAt = performance.now() + 9000;
+      const worker = async (w: number) => {
+        let i = 0;
+        while (performance.now() < stopAt) {
+          const key = `${uniqueKey("drop")}-${w}-${i++}`;
+          const t0 = performance.now();
+          try {
+            if (i % 2) await prisma.ledger.create({ data: { key } });
+            else await prisma.ledger.findMany({ where: { key }, take: 1 });
+            if (i % 2) acknowledged.push(key);
+            outcomes.push({ ms: performance.now() - t0, ok: true });
+          } catch (e) {
+            outcomes.push({ ms: performance.now() - t0, ok: false, name: (e as any)?.name });
+          }
+        }
+      };
+      const load = Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+      await sleep(2000);
+      proxy.mode = "drop";
+      proxy.dropAll();
+      await sleep(3000);
+      proxy.mode = "pass";
+      const passedAt = performance.now();
+      await load;
+      const slowest = Math.max(...outcomes.map((o) => o.ms));
+      const failed = outcomes.filter((o) => !o.ok);
+      console.log(JSON.stringify({ operations: outcomes.length, failed: failed.length, names: [...new Set(failed.map((f) => f.name))], slowestMs: Math.round(slowest) }));
+      assert.ok(slowest <= deadline * 1.1, `slowest operation ${Math.round(slowest)} ms`);
+      assert.ok(failed.every((f) => f.name === "OutcomeUnknownError" || f.name === "DatabaseUnavailableError"), "only typed errors");
+      // After traffic passes again the app recovers by itself: operations after that succeed.
+      const after = await prisma.ledger.count();
+      assert.ok(after >= acknowledged.length);
+      assert.ok(performance.now() - passedAt < 10_000);
+      assert.deepEqual(await missingKeys(db, acknowledged), [], "no acknowledged write lost");
+      assert.deepEqual(await duplicateKeys(db), [], "no write duplicated");
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  for (const kill of [true, false]) {
+    test(`a silently dropped transaction's ghost session ${kill ? "is killed, so the re-run does not wait for its locks" : "(killGhostSessions: false) keeps its row lock: the re-run is stuck"}`, async () => {
+      const proxy = await startProxy(db.host, db.port);
+      await db.setGlobal("innodb_lock_wait_timeout", 3);
+      try {
+        const url = withParams(proxy.urlFor(db.url), { socketTimeout: 1000, connectionLimit: 2 });
+        const { prisma, retries } = client(url, { deadline: 15_000, adapter: { killGhostSessions: kill } });
+        const user = await prisma.user.create({ data: { email: `${uniqueKey("ghost")}@example.com` } });
+        let runs = 0;
+        let ghost: number | undefined;
+        const started = performance.now();
+        const result = await prisma
+          .$transaction(async (tx) => {
+            runs++;
+            await tx.user.update({ where: { id: user.id }, data: { balance: { increment: 1 } } });
+            if (runs === 1) {
+              const [{ id }] = await tx.$queryRaw<{ id: bigint }[]>`SELECT CONNECTION_ID() AS id`;
+              ghost = Number(id);
+              proxy.dropAll(); // this transaction's connection goes silent; new connections pass
+            }
+            return tx.user.findUniqueOrThrow({ where: { id: user.id } });
+          })
+          .then(
+            (r) => ({ ok: true as const, r }),
+            (e) => ({ ok: false as const, e }),
+          );
+        const elapsed = performance.now() - started;
+        const [row] = await db.admin<any[]>(`SELECT balance FROM \`${db.database}\`.User WHERE id = ?`, [user.id]);
+        if (kill) {
+          assert.ok(result.ok, `succeeded: ${!result.ok && result.e}`);
+          assert.equal(runs, 2);
+          assert.equal(retries.length, 1);
+          assert.ok(elapsed < 2900, `no lock wait: ${Math.round(elapsed)} ms (innodb_lock_wait_timeout is 3 s)`);
+          assert.ok(!(await db.appConnections()).some((c) => c.id === ghost), "the ghost session is gone");
+          assert.equal(Number(row.balance), 1, "incremented exactly once");
+        } else {
+          // The re-run's UPDATE waits on the row its own ghost still locks, silently, until the
+          // 1 s socketTimeout ends that attempt too: the operation fails.
+          assert.equal(result.ok, false, "without the kill the re-run is stuck behind its ghost");
+          assert.ok((await db.appConnections()).some((c) => c.id === ghost), "the ghost session is still there");
+          assert.equal(Number(row.balance), 0, "the ghost's increment never committed");
+        }
+      } finally {
+        await db.setGlobal("innodb_lock_wait_timeout", 50);
+        await db.killConnections("all").catch(() => undefined);
+        await proxy.close();
+      }
+    });
+  }
+});
+
+describe("too many connections", () => {
+  test("max_connections exhausted by other clients: backs off, succeeds once they leave", async () => {
+    const { prisma, retries } = client(withParams(db.url, { acquireTimeout: 700 }), { deadline: 10_000 });
+    const before = await db.getGlobal("max_connections");
+    const hogs: mariadb.Connection[] = [];
+    try {
+      const used = (await db.admin<any[]>("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST"))[0].n;
+      await db.setGlobal("max_connections", Number(used) + 3);
+      for (;;) {
+        try {
+          const c = await mariadb.createConnection({ host: db.host, port: db.port, user: db.user, password: db.password, connectTimeout: 500 });
+          c.on("error", () => undefined);
+          hogs.push(c);
+        } catch (e) {
+          assert.equal((e as any).errno, 1040, "the server refused with 'Too many connections'");
+          break;
+        }
+      }
+      const started = performance.now();
+      const op = inFlight(prisma.user.count());
+      await sleep(2000);
+      for (const h of hogs.splice(0)) await h.end();
+      assert.equal(typeof (await op), "number");
+      assert.ok(performance.now() - started >= 2000);
+      assert.ok(retries.length >= 1 && retries.every((r) => r.errorClass === "unavailable"), JSON.stringify(retries.map((r) => r.errorClass)));
+      assert.ok(retries.some((r) => r.delayMs > 0), "waited with backoff");
+    } finally {
+      for (const h of hogs) await h.end().catch(() => undefined);
+      await db.setGlobal("max_connections", Number(before));
+    }
+  });
+});
+
+describe("observability", () => {
+  test("DEBUG=prisma-extension-resilience logs retries and outages, never the password", async () => {
+    const script = `
+      import { resilientClient } from "./test/support/clients.ts";
+      const { prisma } = resilientClient(process.env.APP_URL);
+      await prisma.user.count();
+      console.log("ready");
+      await prisma.$queryRaw\`SELECT SLEEP(1), 'debug_marker'\`;
+      await prisma.$disconnect();
+    `;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      env: { ...process.env, DEBUG: "prisma-extension-resilience", APP_URL: db.url },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    let stdout = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.on("data", (d) => (stdout += d));
+    const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
+    await db.waitForStatement("debug_marker", 20_000);
+    await db.killConnections({ running: "debug_marker" });
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, /prisma-extension-resilience retry \$queryRaw after connection-lost/);
+    assert.ok(!stderr.includes(db.password) && !stdout.includes(db.password), "no password in the log");
+  });
+});
