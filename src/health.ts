@@ -8,7 +8,8 @@ import { log } from "./log.ts";
 
 export type HealthState = "up" | "down";
 
-const RECHECK_MS = 150;
+// Delays of the probes that follow one that found the server up after a lost connection.
+const RECHECK_MS = [150, 350];
 
 export interface StateChange {
   state: HealthState;
@@ -116,12 +117,18 @@ export class ServerHealth {
   private recheck() {
     if (this.rechecking || !this.target) return;
     this.rechecking = true;
-    setTimeout(() => {
-      void probe(this.target!, this.options.probeTimeout).then((result) => {
-        this.rechecking = false;
-        if (!result.ok) this.goDown(result.reason);
-      });
-    }, RECHECK_MS).unref();
+    const again = async () => {
+      for (const delay of RECHECK_MS) {
+        await new Promise((r) => setTimeout(r, delay).unref());
+        if (this.state === "down" || this.closed) return;
+        const result = await probe(this.target!, this.options.probeTimeout);
+        if (!result.ok) return this.goDown(result.reason);
+      }
+      log("probes after a lost connection: the server is up");
+    };
+    void again().finally(() => {
+      this.rechecking = false;
+    });
   }
 
   /** Resolves when the server is up (at once if it is); rejects with ServerDownError after outageWait. */
