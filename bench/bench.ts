@@ -2,7 +2,7 @@
 // Prisma measured in the same process, in interleaved rounds; the round trips per operation of the
 // default vs tuned pool settings (server status counters); and the recovery time after a restart.
 // Prints a table and writes bench/results/bench-<timestamp>.json (and latest.json).
-// Options: --rounds N (default 9), --ops N (operations per measurement, default 1500)
+// Options: --rounds N (default 7), --ops N (operations per variant per round, default 1500)
 import { mkdirSync, writeFileSync } from "node:fs";
 import { arch, cpus, platform, release } from "node:os";
 import { parseArgs } from "node:util";
@@ -13,7 +13,7 @@ import { resilience, tunePool, withResilience } from "../src/index.ts";
 import { startDatabase, type TestDatabase } from "../test/support/mariadb.ts";
 
 const { values } = parseArgs({
-  options: { rounds: { type: "string", default: "9" }, ops: { type: "string", default: "1500" } },
+  options: { rounds: { type: "string", default: "7" }, ops: { type: "string", default: "1500" } },
 });
 const ROUNDS = Number(values.rounds);
 const OPS = Number(values.ops);
@@ -40,7 +40,8 @@ interface Case {
 const USERS = 500;
 let keySeq = 0;
 const CASES: Case[] = [
-  { name: "findUnique", run: (p, i) => p.user.findUnique({ where: { id: 1 + (i % USERS) } }) },
+  // findFirst, not findUnique: Prisma batches findUnique calls made in the same tick into one query.
+  { name: "findFirst", run: (p, i) => p.user.findFirst({ where: { id: 1 + (i % USERS) } }) },
   { name: "create", run: (p) => p.ledger.create({ data: { key: `bench-${keySeq++}`, amount: 1 } }) },
   {
     name: "transaction",
@@ -52,15 +53,24 @@ const CASES: Case[] = [
   },
 ];
 
-async function timed(prisma: any, c: Case, concurrency: number): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < OPS; i = next++) await c.run(prisma, i);
-    }),
-  );
-  return performance.now() - t0;
+/**
+ * One round: OPS operations per variant, interleaved at the operation level (bare, passthrough,
+ * resilience, bare, …, the order rotating), so that drift in the machine or the server touches every
+ * variant alike. With `concurrency` > 1 each step is that many operations at once. Returns the total
+ * ms each variant spent.
+ */
+async function round_(clients: Record<Variant, any>, c: Case, concurrency: number): Promise<Record<Variant, number>> {
+  const total: Record<Variant, number> = { bare: 0, passthrough: 0, resilience: 0 };
+  const steps = Math.ceil(OPS / concurrency);
+  for (let step = 0; step < steps; step++) {
+    for (let k = 0; k < VARIANTS.length; k++) {
+      const v = VARIANTS[(step + k) % VARIANTS.length];
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: concurrency }, (_, j) => c.run(clients[v], step * concurrency + j)));
+      total[v] += performance.now() - t0;
+    }
+  }
+  return total;
 }
 
 function stats(xs: number[]) {
@@ -72,21 +82,20 @@ const round = (x: number, d = 3) => Number(x.toFixed(d));
 
 async function hotPath(db: TestDatabase) {
   const clients = Object.fromEntries(VARIANTS.map((v) => [v, makeClient(v, db.url)])) as Record<Variant, any>;
-  for (const v of VARIANTS) for (const c of CASES) await timed(clients[v], c, 8); // warm up: pools, plan caches, JIT
+  for (const v of VARIANTS) for (const c of CASES) for (let i = 0; i < 200; i++) await c.run(clients[v], i); // warm up
   const results: any[] = [];
   for (const c of CASES) {
     for (const concurrency of [1, 8]) {
       const ms: Record<Variant, number[]> = { bare: [], passthrough: [], resilience: [] };
       for (let r = 0; r < ROUNDS; r++) {
-        // Rotate the order every round so that drift (caches, the server's buffer pool) evens out.
-        const order = VARIANTS.map((_, k) => VARIANTS[(k + r) % VARIANTS.length]);
-        for (const v of order) ms[v].push(await timed(clients[v], c, concurrency));
+        const t = await round_(clients, c, concurrency);
+        for (const v of VARIANTS) ms[v].push(t[v]);
       }
       const ratio = (v: Variant) => stats(ms[v].map((x, r) => x / ms.bare[r]));
       const row = {
         case: c.name,
         concurrency,
-        opsPerMeasurement: OPS,
+        opsPerRound: OPS,
         bareOpsPerSec: stats(ms.bare.map((x) => (OPS / x) * 1000)),
         ratioToBare: { passthrough: ratio("passthrough"), resilience: ratio("resilience") },
       };
@@ -165,7 +174,7 @@ try {
   await db.admin(
     `INSERT INTO \`${db.database}\`.User (email, name) SELECT CONCAT('u', seq, '@bench.example'), 'bench' FROM seq_1_to_${USERS}`,
   );
-  console.error(`hot path: ${ROUNDS} rounds × ${OPS} operations per measurement`);
+  console.error(`hot path: ${ROUNDS} rounds × ${OPS} operations per variant, interleaved`);
   const hot = await hotPath(db);
   console.error("extra round trips per operation (idle 1 s, bursts of 16) …");
   const trips = await roundTrips(db);
@@ -176,7 +185,7 @@ try {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, platform: platform(), release: release(), arch: arch() },
     versions: { node: process.version, prisma: "7.10.0", adapter: "@prisma/adapter-mariadb 7.10.0", mariadbDriver: "3.4.5", server: version.v },
-    settings: { rounds: ROUNDS, opsPerMeasurement: OPS },
+    settings: { rounds: ROUNDS, opsPerRound: OPS, interleaving: "per operation (concurrency 1) or per step of 8 concurrent operations" },
     hotPath: hot,
     roundTrips: trips,
     recoveryMs: rec,

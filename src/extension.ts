@@ -2,7 +2,6 @@
 // override re-runs whole transactions. On the hot path (no failure) the hook does one check and adds
 // one `.catch`; everything else happens in retry.ts, after a failure.
 import { Prisma } from "@prisma/client/extension";
-import type { ITXClientDenyList, UnwrapTuple } from "@prisma/client/runtime/client";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
 import { isReadOnlySql } from "./sql.ts";
@@ -44,23 +43,9 @@ function operationIsReadOnly(operation: string, args: unknown): boolean {
   return false;
 }
 
-type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable";
+type TransactionFn = (input: unknown, txOptions?: unknown) => Promise<unknown>;
 
-/** `$transaction` keeps Prisma's own signature: `this` is your (extended) client. */
-export interface ResilientTransaction {
-  <This, R>(
-    this: This,
-    fn: (tx: Omit<This, ITXClientDenyList>) => Promise<R>,
-    options?: { maxWait?: number; timeout?: number; isolationLevel?: IsolationLevel },
-  ): Promise<R>;
-  <This, P extends Prisma.PrismaPromise<any>[]>(
-    this: This,
-    arg: [...P],
-    options?: { isolationLevel?: IsolationLevel },
-  ): Promise<UnwrapTuple<P>>;
-}
-
-function makeTransaction(base: any, options: ResolvedOptions): ResilientTransaction {
+function makeTransaction(base: any, options: ResolvedOptions): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
     const startedAt = performance.now();
@@ -87,7 +72,21 @@ function makeTransaction(base: any, options: ResolvedOptions): ResilientTransact
     const once = () => base.$transaction(input, txOptions);
     const what: Attempted = { operation: "$transaction", scope: "transaction", readOnly: () => false, startedAt };
     return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
-  } as ResilientTransaction;
+  };
+}
+
+/**
+ * The extended client, with `$transaction` replaced by a Proxy that answers that one property. A
+ * `client: { $transaction }` extension component would work too, but it replaces Prisma's typed
+ * signature with ours; the override keeps Prisma's own signature, so the client's type is unchanged.
+ */
+function withTransactionOverride<C extends object>(extended: C, $transaction: TransactionFn): C {
+  return new Proxy(extended, {
+    get(target, prop, receiver) {
+      if (prop === "$transaction") return $transaction;
+      return Reflect.get(target, prop, receiver);
+    },
+  });
 }
 
 /**
@@ -103,7 +102,7 @@ export function resilience(options?: ResilienceOptions) {
   const resolved = resolveOptions(options);
   return Prisma.defineExtension((client) => {
     const base = client as any;
-    return client.$extends({
+    const extended = client.$extends({
       name: "prisma-extension-resilience",
       query: {
         $allOperations({ model, operation, args, query, __internalParams }: any) {
@@ -120,9 +119,7 @@ export function resilience(options?: ResilienceOptions) {
           );
         },
       },
-      client: {
-        $transaction: makeTransaction(base, resolved),
-      },
     });
+    return withTransactionOverride(extended, makeTransaction(base, resolved));
   });
 }

@@ -1,6 +1,6 @@
 // prisma-extension-resilience: survive lost MySQL/MariaDB connections without losing or
 // duplicating a write. The public entry: everything a user imports comes from here.
-export { resilience, type ResilientTransaction } from "./extension.ts";
+export { resilience } from "./extension.ts";
 export { withResilience, isResilientAdapter, type AdapterFactoryLike, type ResilientAdapterOptions } from "./adapter.ts";
 export type { StateChange, HealthState } from "./health.ts";
 export { classify, provesNotSent, unavailableReason, type ErrorClass, type ClassifyOptions } from "./classify.ts";
