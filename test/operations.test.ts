@@ -1,33 +1,17 @@
 // Single operations (outside transactions) under real faults, with withResilience() on the adapter:
 // each fault row of DESIGN §2, the attempts counted through onRetry, and the data checked.
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../src/index.ts";
-import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";
-import { duplicateKeys, inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
-import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
+import { withParams } from "./support/clients.ts";
+import { inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
+import type { TestDatabase } from "./support/mariadb.ts";
+import { faultSuite } from "./support/suite.ts";
 import { startProxy, type FaultProxy } from "./support/proxy.ts";
 
 let db: TestDatabase;
-const handles: ResilientHandle[] = [];
-
-function client(url = db.url, options: Parameters<typeof resilientClient>[1] = {}) {
-  const h = resilientClient(url, options);
-  handles.push(h);
-  return h;
-}
-
-before(async () => {
-  db = await startDatabase();
-});
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect();
-  assert.deepEqual(await duplicateKeys(db), [], "no key has two rows");
-});
-after(async () => {
-  await db?.stop();
-});
+const client = faultSuite((started) => (db = started), { checkDuplicates: true });
 
 /** Holds LOCK TABLES … WRITE from an admin session until released: app statements on it wait. */
 async function lockTable(table: string) {

@@ -3,33 +3,19 @@
 // session holding a lock after a silent drop, max_connections exhausted, and the debug log.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
-import { isOutcomeUnknown, type StateChange } from "../src/index.ts";
+import type { StateChange } from "../src/index.ts";
 import { runChaos, summary, violations } from "./support/chaos.ts";
-import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";
+import { withParams } from "./support/clients.ts";
 import { duplicateKeys, inFlight, missingKeys, uniqueKey } from "./support/data.ts";
-import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
+import type { TestDatabase } from "./support/mariadb.ts";
+import { faultSuite } from "./support/suite.ts";
 import { startProxy } from "./support/proxy.ts";
 
 let db: TestDatabase;
-const handles: ResilientHandle[] = [];
-function client(url: string, options: Parameters<typeof resilientClient>[1] = {}) {
-  const h = resilientClient(url, options);
-  handles.push(h);
-  return h;
-}
-
-before(async () => {
-  db = await startDatabase();
-});
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
-});
-after(async () => {
-  await db?.stop();
-});
+const client = faultSuite((started) => (db = started));
 
 describe("server killed under load", () => {
   test("kill -9, restart 2 s later, deadline 5 s: nothing fails, nothing duplicated or lost, recovery within 200 ms", async () => {

@@ -1,33 +1,17 @@
 // Transactions under real faults: re-run whole on a fresh connection, never statement by statement,
 // and never after a COMMIT that may have been applied.
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../src/index.ts";
-import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";
-import { duplicateKeys, inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
-import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
+import { withParams } from "./support/clients.ts";
+import { inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
+import type { TestDatabase } from "./support/mariadb.ts";
+import { faultSuite } from "./support/suite.ts";
 import { startProxy } from "./support/proxy.ts";
 
 let db: TestDatabase;
-const handles: ResilientHandle[] = [];
-
-function client(url = db.url, options: Parameters<typeof resilientClient>[1] = {}) {
-  const h = resilientClient(url, options);
-  handles.push(h);
-  return h;
-}
-
-before(async () => {
-  db = await startDatabase();
-});
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect();
-  assert.deepEqual(await duplicateKeys(db), [], "no key has two rows");
-});
-after(async () => {
-  await db?.stop();
-});
+const client = faultSuite((started) => (db = started), { checkDuplicates: true });
 
 for (const wrap of [true, false]) {
   const label = wrap ? "with withResilience" : "without the adapter wrapper";
