@@ -201,7 +201,7 @@ class MariaDbServer implements TestDatabase {
     // Kills the server if this process goes away without calling stop() (even on SIGKILL).
     this.watchdog = spawn(
       "sh",
-      ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; kill -9 ${child.pid} 2>/dev/null`],
+      ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; kill -9 ${child.pid} 2>/dev/null; sleep 0.5; rm -rf '${this.dir}'`],
       { stdio: "ignore", detached: true },
     );
     this.watchdog.unref();
@@ -342,12 +342,10 @@ class MariaDbServer implements TestDatabase {
     await this.start();
   }
 
+  /** On process exit: kill the server now; the watchdog (left running) removes the datadir. */
   killNow() {
     try {
       this.child?.kill("SIGKILL");
-    } catch {}
-    try {
-      this.watchdog?.kill("SIGKILL");
     } catch {}
   }
 
