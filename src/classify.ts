@@ -34,7 +34,14 @@ export interface ErrorFacts {
   messages: string[];
   /** The driver's reason behind a pool timeout (the mapped error's `cause` text), if any. */
   reason?: string;
+  /** One of the layers is this package's own verdict (OutcomeUnknownError, DatabaseUnavailableError). */
+  verdict?: string;
 }
+
+// This package's typed errors are final: an outcome already reported as unknown, or a server already
+// waited for until the deadline. Their `cause` is a lost connection, which must not make them look
+// retryable to anyone (this package's transaction re-runs included).
+const FINAL_ERRORS = new Set(["OutcomeUnknownError", "DatabaseUnavailableError"]);
 
 const SOCKET_CODE = /^E[A-Z0-9_]+$/;
 const MAX_DEPTH = 6;
@@ -55,6 +62,7 @@ export function errorFacts(error: unknown): ErrorFacts {
     }
     if (!isObject(e) || seen.has(e)) return;
     seen.add(e);
+    if (typeof e.name === "string" && FINAL_ERRORS.has(e.name)) facts.verdict ??= e.name;
     if (typeof e.message === "string") facts.messages.push(e.message);
     if (typeof e.originalMessage === "string") facts.messages.push(e.originalMessage);
     const code = e.code;
@@ -158,6 +166,7 @@ function poolTimeoutClass(f: ErrorFacts): ErrorClass {
 export function classify(error: unknown, options: ClassifyOptions = {}): ErrorClass {
   const f = errorFacts(error);
   const { errno, kind } = f;
+  if (f.verdict) return "fatal";
 
   switch (kind) {
     case "TransactionWriteConflict":

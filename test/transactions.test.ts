@@ -146,6 +146,40 @@ for (const wrap of [true, false]) {
   });
 }
 
+describe("the package's own typed errors are final", () => {
+  test("an OutcomeUnknownError thrown inside a transaction callback never re-runs it (no adapter wrapper)", async () => {
+    // The callback writes through the outer client (the README warns against it): that autocommit
+    // INSERT reaches the server, its reply is lost, the outer client reports OutcomeUnknownError.
+    // Re-running the transaction would repeat a write that may have committed.
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 2 }), { wrap: false });
+      const key = uniqueKey("typed-final");
+      let runs = 0;
+      await prisma.user.count();
+      const lost = proxy.loseReplyTo("INSERT INTO `Ledger`");
+      const error = await prisma
+        .$transaction(async (tx) => {
+          runs++;
+          await tx.user.count();
+          await prisma.ledger.createMany({ data: [{ key }] });
+        })
+        .then(
+          () => assert.fail("expected an unknown-outcome error"),
+          (e) => e,
+        );
+      await lost;
+      assert.ok(isOutcomeUnknown(error), `got ${error}`);
+      assert.equal(runs, 1, "the transaction was not re-run");
+      assert.equal(retries.length, 0);
+      await sleep(300);
+      assert.ok((await ledgerRows(db, key)) <= 1, "never written twice");
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe("options", () => {
   test("retryTransactions: false leaves a failed transaction to the caller", async () => {
     const { prisma, retries } = client(db.url, { retryTransactions: false });
