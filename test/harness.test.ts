@@ -75,6 +75,10 @@ describe("driver-bug filter", () => {
     assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { code: "P2002", fatal: true, sqlState: "HY000" })), false);
     assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { errno: 1045, code: "ER_ACCESS_DENIED_ERROR", fatal: true, sqlState: "HY000" })), false);
     assert.equal(isDriverInitRejection("ECONNRESET"), false);
+    const closed = Object.assign(new Error("socket has unexpectedly been closed"), { errno: 45009, code: "ER_SOCKET_UNEXPECTED_CLOSE", fatal: true, sqlState: "08S01" });
+    assert.equal(isDriverInitRejection(closed), true);
+    assert.equal(isDriverInitRejection({ ...closed, fatal: false }), false);
+    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { errno: 45013, code: "ER_CMD_CONNECTION_CLOSED", fatal: true, sqlState: "08S01" })), false);
   });
 });
 
