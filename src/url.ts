@@ -33,13 +33,3 @@ export function parseDatabaseUrl(url: string): URL {
   if (!u.hostname) throw new TypeError(`the connection string has no host: ${redact(url)}`);
   return u;
 }
-
-/** Sets query parameters on a URL string (values of `undefined` are removed). */
-export function withSearchParams(url: string, params: Record<string, string | number | boolean | undefined>): string {
-  const u = parseDatabaseUrl(url);
-  for (const [k, v] of Object.entries(params)) {
-    if (v === undefined) u.searchParams.delete(k);
-    else u.searchParams.set(k, String(v));
-  }
-  return u.toString();
-}

@@ -123,4 +123,26 @@ describe("options", () => {
     assert.throws(() => withResilience({} as any), TypeError);
     assert.throws(() => withResilience(null as any), TypeError);
   });
+
+  const factory = { provider: "mysql", adapterName: "test", connect: async () => ({}) };
+  const badAdapterOptions: Array<[string, unknown, RegExp]> = [
+    ["not an object", 3, /options must be an object/],
+    ["unknown key", { outageWaitMs: 1 }, /unknown option `outageWaitMs`/],
+    ["negative outageWait", { outageWait: -1 }, /`outageWait` must be a number of ms ≥ 0/],
+    ["zero probeInterval", { probeInterval: 0 }, /`probeInterval` must be a number of ms ≥ 1/],
+    ["string probeTimeout", { probeTimeout: "1s" }, /`probeTimeout`/],
+    ["onStateChange not a function", { onStateChange: true }, /`onStateChange` must be a function/],
+    ["killGhostSessions not boolean", { killGhostSessions: "yes" }, /`killGhostSessions` must be true or false/],
+  ];
+  for (const [name, value, message] of badAdapterOptions) {
+    test(`withResilience rejects ${name} with a TypeError`, () => {
+      assert.throws(() => withResilience(factory, value as any), (e: unknown) => e instanceof TypeError && message.test((e as Error).message));
+    });
+  }
+  test("withResilience accepts its documented options and returns a factory of the same shape", () => {
+    const wrapped = withResilience(factory, { outageWait: 100, probeInterval: 20, probeTimeout: 500, killGhostSessions: false, onStateChange: () => undefined });
+    assert.equal(wrapped.provider, "mysql");
+    assert.equal(typeof wrapped.connect, "function");
+    assert.equal(withResilience(wrapped), wrapped, "wrapping twice is a no-op");
+  });
 });

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../src/index.ts";
 import { withParams } from "./support/clients.ts";
-import { inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
+import { inFlight, ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
 import { faultSuite } from "./support/suite.ts";
 import { startProxy, type FaultProxy } from "./support/proxy.ts";
@@ -131,10 +131,7 @@ describe("connection killed during a model query (P2039 45009)", () => {
     const { prisma, retries } = client();
     const key = uniqueKey("autocommit-kill");
     const lock = await lockTable("Ledger");
-    const write = prisma.ledger.createMany({ data: [{ key }] }).then(
-      () => assert.fail("expected an unknown-outcome error"),
-      (e) => e,
-    );
+    const write = rejectionOf(prisma.ledger.createMany({ data: [{ key }] }), "an unknown-outcome error");
     await db.waitForStatement("INSERT INTO `Ledger`");
     await db.killConnections({ running: "INSERT INTO `Ledger`" });
     await lock.release();
@@ -168,10 +165,7 @@ describe("connection killed during a raw query (P2010)", () => {
     const { prisma, retries } = client();
     const key = uniqueKey("raw-insert-kill");
     const lock = await lockTable("Ledger");
-    const write = prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`.then(
-      () => assert.fail("expected an unknown-outcome error"),
-      (e) => e,
-    );
+    const write = rejectionOf(prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`, "an unknown-outcome error");
     await db.waitForStatement("INSERT INTO Ledger");
     await db.killConnections({ running: "INSERT INTO Ledger" });
     await lock.release();
@@ -190,10 +184,7 @@ describe("COMMIT reply lost", () => {
       const key = uniqueKey("commit-lost");
       await prisma.user.count();
       const lost = proxy.loseReplyTo("COMMIT");
-      const error = await prisma.ledger.create({ data: { key } }).then(
-        () => assert.fail("expected an unknown-outcome error"),
-        (e) => e,
-      );
+      const error = await rejectionOf(prisma.ledger.create({ data: { key } }), "an unknown-outcome error");
       await lost;
       assert.ok(isOutcomeUnknown(error), `got ${error}`);
       assert.equal(error.inFlight, "commit");

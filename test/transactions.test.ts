@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../src/index.ts";
 import { withParams } from "./support/clients.ts";
-import { inFlight, ledgerRows, uniqueKey } from "./support/data.ts";
+import { inFlight, ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
 import { faultSuite } from "./support/suite.ts";
 import { startProxy } from "./support/proxy.ts";
@@ -72,16 +72,14 @@ for (const wrap of [true, false]) {
         let runs = 0;
         await prisma.user.count();
         const lost = proxy.loseReplyTo("COMMIT");
-        const error = await prisma
-          .$transaction(async (tx) => {
+        const error = await rejectionOf(
+          prisma.$transaction(async (tx) => {
             runs++;
             await tx.ledger.create({ data: { key } });
             await tx.ledger.create({ data: { key: `${key}-2` } });
-          })
-          .then(
-            () => assert.fail("expected an unknown-outcome error"),
-            (e) => e,
-          );
+          }),
+          "an unknown-outcome error",
+        );
         await lost;
         assert.ok(isOutcomeUnknown(error), `got ${error}`);
         assert.equal(error.inFlight, "commit");
@@ -158,16 +156,14 @@ describe("the package's own typed errors are final", () => {
       let runs = 0;
       await prisma.user.count();
       const lost = proxy.loseReplyTo("INSERT INTO `Ledger`");
-      const error = await prisma
-        .$transaction(async (tx) => {
+      const error = await rejectionOf(
+        prisma.$transaction(async (tx) => {
           runs++;
           await tx.user.count();
           await prisma.ledger.createMany({ data: [{ key }] });
-        })
-        .then(
-          () => assert.fail("expected an unknown-outcome error"),
-          (e) => e,
-        );
+        }),
+        "an unknown-outcome error",
+      );
       await lost;
       assert.ok(isOutcomeUnknown(error), `got ${error}`);
       assert.equal(runs, 1, "the transaction was not re-run");

@@ -45,3 +45,15 @@ export function inFlight<T>(operation: PromiseLike<T>): Promise<T> {
   started.catch(() => undefined);
   return started;
 }
+
+/** Starts an operation now and resolves with what it rejects with; fails the test if it succeeds. */
+export function rejectionOf(operation: PromiseLike<unknown>, expected = "an error"): Promise<any> {
+  return inFlight(
+    Promise.resolve(operation).then(
+      (value) => {
+        throw new Error(`expected ${expected}, got a result: ${JSON.stringify(value)}`);
+      },
+      (error) => error,
+    ),
+  );
+}
