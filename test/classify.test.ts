@@ -4,9 +4,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
-import { mayHaveCommitted, type FlightRecord } from "../src/flight.ts";
-import { resolveOptions } from "../src/options.ts";
-import { firstKeyword, isReadOnlySql } from "../src/sql.ts";
+import { mayHaveCommitted, type FlightRecord } from "../src/adapter/flight.ts";
+import { resolveOptions } from "../src/extension/options.ts";
+import { firstKeyword, isReadOnlySql } from "../src/adapter/sql.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 describe("classify", () => {

@@ -2,7 +2,7 @@
 // wrapper attaches it to the error it rethrows; the extension reads it back to decide whether a
 // re-run is safe. It rides on the error itself (never on shared state), so concurrent operations
 // cannot see each other's records, and it costs nothing until something fails.
-import { provesNotSent } from "./classify.ts";
+import { provesNotSent } from "../errors/classify.ts";
 
 /**
  * Where the failure happened:

@@ -1,37 +1,14 @@
 // withResilience(): wraps a Prisma driver adapter factory (e.g. `new PrismaMariaDb(url)`) so that
 // every failed call says what had reached the server (see flight.ts). It delegates everything and
 // adds no work to a call that succeeds: one `.catch` per call, nothing else.
-import { classify, errorFacts } from "./classify.ts";
-import { makeRecord, tag, type FlightPhase } from "./flight.ts";
-import { ServerHealth, type StateChange } from "./health.ts";
-import { describeError, log } from "./log.ts";
-import { firstKeyword, isReadOnlySql } from "./sql.ts";
+import { classify } from "../errors/classify.ts";
+import type { FlightPhase } from "./flight.ts";
+import { ServerHealth } from "./health.ts";
+import { describeError, log } from "../log.ts";
+import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
+import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
+import type { AdapterLike, SqlQueryLike } from "./types.ts";
 
-// Structural types: the subset of @prisma/driver-adapter-utils this module relies on, so the
-// package does not depend on that package's exact version.
-interface SqlQueryLike {
-  sql: string;
-}
-interface QueryableLike {
-  readonly provider: string;
-  readonly adapterName: string;
-  queryRaw(params: SqlQueryLike): Promise<unknown>;
-  executeRaw(params: SqlQueryLike): Promise<number>;
-}
-interface TransactionLike extends QueryableLike {
-  readonly options: unknown;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
-  createSavepoint?(name: string): Promise<void>;
-  rollbackToSavepoint?(name: string): Promise<void>;
-  releaseSavepoint?(name: string): Promise<void>;
-}
-interface AdapterLike extends QueryableLike {
-  executeScript(script: string): Promise<void>;
-  startTransaction(isolationLevel?: string): Promise<TransactionLike>;
-  getConnectionInfo?(): unknown;
-  dispose(): Promise<void>;
-}
 /** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, or one of your own. */
 export interface AdapterFactoryLike {
   readonly provider: string;
@@ -44,148 +21,6 @@ const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
   return typeof value === "object" && value !== null && (value as any)[WRAPPED] === true;
-}
-
-function tagged(phase: FlightPhase, error: unknown, sql: string, threadId?: number, heldBack?: boolean): unknown {
-  tag(error, makeRecord(phase, error, firstKeyword(sql), isReadOnlySql(sql), threadId, heldBack));
-  return error;
-}
-
-/** What the wrapped adapter does about a failure before it is rethrown. */
-interface FailureHandler {
-  /** After a lost connection or an unavailable server: is the server still there? */
-  suspect(error: unknown): Promise<void>;
-  /** After a silent drop inside a transaction: end the session the server still holds. */
-  killGhost(threadId: number): Promise<void>;
-}
-
-const SOCKET_TIMEOUT = 45026;
-
-class ResilientTransaction implements TransactionLike {
-  /** The connection died under this transaction: the server has rolled it back. */
-  private lost = false;
-  readonly createSavepoint?: (name: string) => Promise<void>;
-  readonly rollbackToSavepoint?: (name: string) => Promise<void>;
-  readonly releaseSavepoint?: (name: string) => Promise<void>;
-
-  constructor(
-    private readonly inner: TransactionLike,
-    private readonly handler: FailureHandler,
-  ) {
-    if (inner.createSavepoint) {
-      this.createSavepoint = (name) => inner.createSavepoint!(name).catch((e) => this.onStatementError(e, "SAVEPOINT"));
-    }
-    if (inner.rollbackToSavepoint) {
-      this.rollbackToSavepoint = (name) =>
-        inner.rollbackToSavepoint!(name).catch((e) => this.onStatementError(e, "ROLLBACK TO"));
-    }
-    if (inner.releaseSavepoint) {
-      this.releaseSavepoint = (name) =>
-        inner.releaseSavepoint!(name).catch((e) => this.onStatementError(e, "RELEASE SAVEPOINT"));
-    }
-  }
-
-  get provider() {
-    return this.inner.provider;
-  }
-  get adapterName() {
-    return this.inner.adapterName;
-  }
-  get options() {
-    return this.inner.options;
-  }
-  /** Server thread id of the transaction's connection (mariadb driver), when it can be read. */
-  get threadId(): number | undefined {
-    const conn = (this.inner as any).conn ?? (this.inner as any).client;
-    const id = conn?.threadId ?? conn?.info?.threadId;
-    return typeof id === "number" ? id : undefined;
-  }
-
-  private async onStatementError(error: unknown, sql: string): Promise<never> {
-    const threadId = this.threadId;
-    const errorClass = classify(error);
-    if (errorClass === "connection-lost") {
-      this.lost = true;
-      // A socket timeout is a silent drop: the server still holds this session, its open
-      // transaction and its row locks. End it, so the re-run does not wait on its own ghost.
-      if (threadId !== undefined && errorFacts(error).errno === SOCKET_TIMEOUT) await this.handler.killGhost(threadId);
-      await this.handler.suspect(error);
-    }
-    throw tagged("statement", error, sql, threadId);
-  }
-
-  queryRaw(params: SqlQueryLike) {
-    return this.inner.queryRaw(params).catch((e) => this.onStatementError(e, params.sql));
-  }
-  executeRaw(params: SqlQueryLike) {
-    return this.inner.executeRaw(params).catch((e) => this.onStatementError(e, params.sql));
-  }
-  commit() {
-    return this.inner.commit().catch(async (e) => {
-      const threadId = this.threadId;
-      if (classify(e) !== "fatal") await this.handler.suspect(e);
-      throw tagged("commit", e, "COMMIT", threadId);
-    });
-  }
-  rollback() {
-    return this.inner.rollback().catch((e) => {
-      // The server rolls back an open transaction when its connection dies, so a rollback that
-      // cannot reach it has nothing left to do: it is not a new failure.
-      if (this.lost || classify(e) === "connection-lost") return;
-      throw tagged("rollback", e, "ROLLBACK", this.threadId);
-    });
-  }
-}
-
-export interface ResilientAdapterOptions {
-  /**
-   * Called when the server is found down (a probe after a lost connection is refused or
-   * unanswered) and when it is back (a fresh pool is in use). Default none.
-   */
-  onStateChange?: (change: StateChange) => void;
-  /**
-   * ms a call waits for the server while it is down, before it fails unsent and the retry loop
-   * decides again (it bounds how far past its deadline an operation can end). Default 200.
-   */
-  outageWait?: number;
-  /** ms between probes while the server is down. Default 50. */
-  probeInterval?: number;
-  /** ms a probe waits for a TCP connection. Default 1000. */
-  probeTimeout?: number;
-  /** End the server-side session of a silently dropped transaction (KILL <thread id>). Default true. */
-  killGhostSessions?: boolean;
-}
-
-interface ResolvedAdapterOptions extends Required<Omit<ResilientAdapterOptions, "onStateChange">> {
-  onStateChange?: (change: StateChange) => void;
-}
-
-function resolveAdapterOptions(options: ResilientAdapterOptions | undefined): ResolvedAdapterOptions {
-  if (options === undefined) options = {};
-  if (typeof options !== "object" || options === null) throw new TypeError("withResilience(): options must be an object");
-  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "killGhostSessions"]);
-  for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`withResilience(): unknown option \`${key}\``);
-  const ms = (name: keyof ResilientAdapterOptions, fallback: number, min: number) => {
-    const v = options![name];
-    if (v === undefined) return fallback;
-    if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
-      throw new TypeError(`withResilience(): \`${name}\` must be a number of ms ≥ ${min}, got ${String(v)}`);
-    }
-    return v;
-  };
-  if (options.onStateChange !== undefined && typeof options.onStateChange !== "function") {
-    throw new TypeError("withResilience(): `onStateChange` must be a function");
-  }
-  if (options.killGhostSessions !== undefined && typeof options.killGhostSessions !== "boolean") {
-    throw new TypeError("withResilience(): `killGhostSessions` must be true or false");
-  }
-  return {
-    onStateChange: options.onStateChange,
-    outageWait: ms("outageWait", 200, 0),
-    probeInterval: ms("probeInterval", 50, 1),
-    probeTimeout: ms("probeTimeout", 1000, 1),
-    killGhostSessions: options.killGhostSessions ?? true,
-  };
 }
 
 class ResilientAdapter implements AdapterLike, FailureHandler {

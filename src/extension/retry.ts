@@ -2,10 +2,10 @@
 // It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
 // and re-runs through p-retry within the retry count and the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { classify, provesNotSent, unavailableReason, type ErrorClass } from "./classify.ts";
-import { DatabaseUnavailableError, OutcomeUnknownError } from "./errors.ts";
-import { flightOf, mayHaveCommitted } from "./flight.ts";
-import { describeError, log } from "./log.ts";
+import { classify, provesNotSent, unavailableReason, type ErrorClass } from "../errors/classify.ts";
+import { DatabaseUnavailableError, OutcomeUnknownError } from "../errors/errors.ts";
+import { flightOf, mayHaveCommitted } from "../adapter/flight.ts";
+import { describeError, log } from "../log.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
 
 export interface Attempted {

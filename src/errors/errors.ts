@@ -1,6 +1,6 @@
 // The package's own errors. Each has a stable `name` (match on it, not on `instanceof`, if your app
 // may load two copies of this package) and keeps the original error as `cause`.
-import type { FlightPhase } from "./flight.ts";
+import type { FlightPhase } from "../adapter/flight.ts";
 
 export interface OutcomeUnknownDetails {
   /** What was in flight: `commit` (a COMMIT) or `autocommit` (a write outside a transaction). */

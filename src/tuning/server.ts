@@ -1,6 +1,6 @@
 // Reads a live server's timeouts over one short-lived connection (not a pool: a pool hides a wrong
 // password behind its 10 s acquire timeout), and tunes pool settings from them.
-import { ConnectFailedError, type ConnectFailure } from "./errors.ts";
+import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
 import { reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { parseDatabaseUrl, redact } from "./url.ts";
 

@@ -4,7 +4,7 @@
 // connection from before the outage is retired at once (a generation), and all waiting callers share
 // that one reconnect.
 import { connect as tcpConnect } from "node:net";
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 
 export type HealthState = "up" | "down";
 

@@ -4,7 +4,7 @@
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { isReadOnlySql } from "./sql.ts";
+import { isReadOnlySql } from "../adapter/sql.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",

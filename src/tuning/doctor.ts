@@ -1,7 +1,7 @@
 // The doctor: connects to a live server, reads its timeouts, reviews the pool settings a connection
 // string would produce and prints a verdict for each, with the recommended connection string
 // (password redacted). Exit codes: 0 safe, 1 unsafe, 2 cannot connect.
-import { ConnectFailedError } from "./errors.ts";
+import { ConnectFailedError } from "../errors/errors.ts";
 import type { PoolReview, ServerTimeouts, TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
 import { redact } from "./url.ts";

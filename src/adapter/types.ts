@@ -1,0 +1,25 @@
+// Structural types: the subset of @prisma/driver-adapter-utils this package relies on, so it does
+// not depend on that package's exact version.
+export interface SqlQueryLike {
+  sql: string;
+}
+export interface QueryableLike {
+  readonly provider: string;
+  readonly adapterName: string;
+  queryRaw(params: SqlQueryLike): Promise<unknown>;
+  executeRaw(params: SqlQueryLike): Promise<number>;
+}
+export interface TransactionLike extends QueryableLike {
+  readonly options: unknown;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+  createSavepoint?(name: string): Promise<void>;
+  rollbackToSavepoint?(name: string): Promise<void>;
+  releaseSavepoint?(name: string): Promise<void>;
+}
+export interface AdapterLike extends QueryableLike {
+  executeScript(script: string): Promise<void>;
+  startTransaction(isolationLevel?: string): Promise<TransactionLike>;
+  getConnectionInfo?(): unknown;
+  dispose(): Promise<void>;
+}
