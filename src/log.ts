@@ -1,6 +1,8 @@
 // DEBUG=prisma-extension-resilience (or DEBUG=*) prints what the package does: retries, outages,
 // reconnects, ghost sessions killed. Messages are built here from codes and counts only: never a
 // connection string, a statement's text or its values.
+import { redactUrlsIn } from "./tuning/url.ts";
+
 const NAME = "prisma-extension-resilience";
 
 function enabled(): boolean {
@@ -12,7 +14,8 @@ function enabled(): boolean {
 const on = enabled();
 
 export function log(message: string): void {
-  if (on) process.stderr.write(`${new Date().toISOString()} ${NAME} ${message}\n`);
+  // Messages carry no URL by design; should one slip in (a driver's text), its password does not.
+  if (on) process.stderr.write(`${new Date().toISOString()} ${NAME} ${redactUrlsIn(message)}\n`);
 }
 
 /** A short description of an error for the log: its code(s), not its message. */

@@ -6,7 +6,9 @@ import { spawnSync } from "node:child_process";
 import { inspect } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { readPoolSettings, redact, reviewPool, tunePool, type ServerTimeouts } from "../src/index.ts";
+import { readFileSync } from "node:fs";
+import { readPoolSettings, redact, reviewPool, runDoctor, tunePool, type ServerTimeouts } from "../src/index.ts";
+import { driverWarnings } from "../src/tuning/driver.ts";
 import { bareClient } from "./support/clients.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
 
@@ -94,6 +96,42 @@ describe("reviewPool (pure)", () => {
     });
   }
 
+  test("wait_timeout = 1 with the default margin: retire after 0.5 s, socketTimeout 500 ms", () => {
+    const r = reviewPool("mysql://u:p@h/db", { waitTimeout: 1 });
+    assert.equal(r.margin, 0.5);
+    assert.equal(r.retireAfter, 0.5);
+    assert.equal(r.recommended.socketTimeout, 500);
+    assert.equal(r.recommended.idleTimeout, 1, "whole seconds (the driver reads a URL with parseInt)");
+    assert.match(r.url!, /idleTimeout=1(&|$)/);
+  });
+
+  test("numbers in the URL are read as the driver reads them (parseInt): `1e3` is refused, naming what the driver would use", () => {
+    assert.throws(
+      () => reviewPool("mysql://u:p@h/db?socketTimeout=1e3", SERVER),
+      (e: unknown) => e instanceof TypeError && /`socketTimeout=1e3`.*parseInt, as 1\)/.test((e as Error).message),
+    );
+    assert.throws(() => readPoolSettings("mysql://u:p@h/db?acquireTimeout=2.5"), /`acquireTimeout=2\.5`.*as 2\)/);
+    assert.throws(() => readPoolSettings("mysql://u:p@h/db?idleTimeout=abc"), /`idleTimeout=abc` in the connection string must be a whole number/);
+    // A config object is read with Number, as the driver does for objects.
+    assert.equal(readPoolSettings({ socketTimeout: 1e3 }).settings.socketTimeout, 1000);
+  });
+
+  test("unknown option keys are refused by name", () => {
+    assert.throws(() => reviewPool("mysql://h/db", SERVER, { margni: 3 } as any), /reviewPool\(\): unknown option `margni`/);
+    assert.throws(() => reviewPool("mysql://h/db", SERVER, "fast" as any), /options must be an object/);
+  });
+
+  test("Prisma 6 TLS parameters (sslaccept, sslcert) are flagged: the driver ignores them", () => {
+    const r = reviewPool("mysql://u:p@h/db?sslaccept=strict&sslcert=ca.pem", SERVER);
+    assert.equal(r.warnings.filter((w) => /is not a mariadb driver option/.test(w)).length, 2);
+    assert.deepEqual(reviewPool("mysql://u:p@h/db?ssl=true", SERVER).warnings, []);
+  });
+
+  test("known driver bugs by version: 3.3 to 3.4.7 leave the set-up rejection unhandled, 3.5.1 does not", () => {
+    for (const v of ["3.3.2", "3.4.5", "3.4.7"]) assert.match(driverWarnings(v).join(), /unhandled.*"overrides": \{ "mariadb": "\^3\.5\.1" \}/);
+    for (const v of ["3.5.1", "3.5.4", "4.0.0"]) assert.deepEqual(driverWarnings(v), []);
+  });
+
   test("readPoolSettings applies the driver's defaults (minimumIdle = connectionLimit)", () => {
     const { settings, explicit } = readPoolSettings("mariadb://h/db?connectionLimit=4");
     assert.equal(settings.minimumIdle, 4);
@@ -119,7 +157,7 @@ describe("against a live server", () => {
   });
 
   const doctor = (...args: string[]) => {
-    const res = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "doctor", ...args], {
+    const res = spawnSync(process.execPath, ["--import", "tsx", "src/tuning/cli.ts", "doctor", ...args], {
       encoding: "utf8",
       env: { ...process.env, DATABASE_URL: "" },
       timeout: 30_000,
@@ -146,6 +184,27 @@ describe("against a live server", () => {
     assert.match(r.stdout, /socketTimeout\s+0\s+30000\s+UNSAFE/);
     assert.match(r.stdout, /recommended mysql:\/\/app:\*\*\*\*@127\.0\.0\.1/);
     assert.ok(!r.all.includes(db.password), "the password is not printed");
+  });
+
+  test("doctor: names the installed mariadb driver and warns about its known bug", async () => {
+    const installed = JSON.parse(readFileSync("node_modules/mariadb/package.json", "utf8")).version;
+    const r = doctor("--url", db.url);
+    assert.match(r.stdout, new RegExp(`^driver {6}mariadb ${installed.replace(/\./g, "\\.")}$`, "m"));
+    assert.equal(/^warning .*unhandled.*overrides/m.test(r.stdout), driverWarnings(installed).length > 0);
+    const json = JSON.parse((await runDoctor({ url: db.url, json: true })).output);
+    assert.equal(json.driver.version, installed);
+    assert.deepEqual(json.driver.warnings, driverWarnings(installed));
+  });
+
+  test("tunePool against wait_timeout = 1 (default margin)", async () => {
+    await db.setGlobal("wait_timeout", 1);
+    try {
+      const r = await tunePool(db.url);
+      assert.equal(r.server.waitTimeout, 1);
+      assert.equal(r.recommended.socketTimeout, 500);
+    } finally {
+      await db.setGlobal("wait_timeout", 28800);
+    }
   });
 
   test("doctor: the recommended settings are safe (exit 0)", async () => {

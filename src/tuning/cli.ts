@@ -7,8 +7,10 @@ import { runDoctor } from "./doctor.ts";
 const USAGE = `usage: prisma-extension-resilience doctor [--url URL] [--json] [--margin SECONDS]
          [--network-idle-timeout SECONDS] [--max-query-ms MS] [--no-optimistic]
 
-Connects to DATABASE_URL (or --url), reads the server's timeouts, reviews the pool settings the URL
-produces and prints the recommended connection string (password shown as ****).
+Connects to DATABASE_URL (or --url) with every option of the URL (ssl=true included: never
+plaintext instead), reads the server's timeouts, reviews the pool settings the URL produces, names
+the installed mariadb driver and its known bugs, and prints the recommended connection string
+(password shown as ****).
 Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.`;
 
 function numberOption(name: string, value: string | undefined): number | undefined {

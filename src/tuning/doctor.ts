@@ -1,10 +1,12 @@
-// The doctor: connects to a live server, reads its timeouts, reviews the pool settings a connection
-// string would produce and prints a verdict for each, with the recommended connection string
-// (password redacted). Exit codes: 0 safe, 1 unsafe, 2 cannot connect.
+// The doctor: connects to a live server (with every option of the URL, TLS included), reads its
+// timeouts, reviews the pool settings a connection string would produce and prints a verdict for
+// each, with the recommended connection string (password redacted), the installed mariadb driver
+// and its known bugs. Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.
 import { ConnectFailedError } from "../errors/errors.ts";
-import type { PoolReview, ServerTimeouts, TuneOptions } from "./pool.ts";
+import { driverInfo, type DriverInfo } from "./driver.ts";
+import { checkOptionKeys, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
-import { redact } from "./url.ts";
+import { parseDatabaseUrl, redact, scrub } from "./url.ts";
 
 export interface DoctorOptions extends TuneOptions {
   url: string;
@@ -17,14 +19,17 @@ export interface DoctorResult {
   output: string;
 }
 
+const KNOWN = ["url", "json", "connectTimeout", "margin", "networkIdleTimeout", "maxQueryMs", "acquireTimeout", "optimistic"];
 const MARK = { ok: "ok     ", improve: "improve", unsafe: "UNSAFE " } as const;
 
-function text(review: PoolReview & { server: ServerTimeouts }, url: string): string {
+function text(review: PoolReview & { server: ServerTimeouts }, url: string, driver: DriverInfo): string {
   const s = review.server;
   const lines = [
     `server      ${s.flavor} ${s.version}`,
     `timeouts    wait_timeout ${s.waitTimeout} s (this user's sessions: ${s.sessionWaitTimeout} s), interactive_timeout ${s.interactiveTimeout} s, max_connections ${s.maxConnections}`,
     `connection  ${redact(url)}`,
+    `tls         ${s.tls ? `yes (${s.tls})` : s.tls === false ? "no: plaintext" : "unknown"}`,
+    `driver      mariadb ${driver.version ?? "(not found)"}`,
     `retire idle connections by ${review.retireAfter} s (timeout − ${review.margin} s margin)`,
     "",
     "setting               now      recommended  verdict",
@@ -37,41 +42,55 @@ function text(review: PoolReview & { server: ServerTimeouts }, url: string): str
   lines.push("", `verdict     ${review.verdict === "unsafe" ? "UNSAFE" : review.verdict === "improve" ? "safe, can be improved" : "safe"}`);
   lines.push(`recommended ${review.redactedUrl}`);
   lines.push("            (password shown as ****: put yours back)");
+  for (const w of [...review.warnings, ...driver.warnings]) lines.push(`warning     ${w}`);
   return lines.join("\n");
 }
 
-export async function runDoctor(options: DoctorOptions): Promise<DoctorResult> {
+function passwordOf(url: unknown): string | undefined {
+  try {
+    return parseDatabaseUrl(url as string).password;
+  } catch {
+    return undefined;
+  }
+}
+
+async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
   const { url, json, connectTimeout, ...tune } = options;
+  const failed = (reason: string, message: string): DoctorResult => ({
+    exitCode: 2,
+    output: json ? JSON.stringify({ ok: false, error: { reason, message } }) : message,
+  });
   let review: PoolReview & { server: ServerTimeouts };
   try {
+    checkOptionKeys("runDoctor()", options, KNOWN);
     review = await tunePool(url, { ...tune, connectTimeout });
   } catch (error) {
-    if (error instanceof ConnectFailedError) {
-      const output = json
-        ? JSON.stringify({ ok: false, error: { reason: error.reason, message: error.message } })
-        : `cannot connect: ${error.message}`;
-      return { exitCode: 2, output };
-    }
-    if (error instanceof TypeError) {
-      return { exitCode: 2, output: json ? JSON.stringify({ ok: false, error: { reason: "invalid-input", message: error.message } }) : error.message };
-    }
+    if (error instanceof ConnectFailedError) return failed(error.reason, error.message);
+    if (error instanceof TypeError) return failed("invalid-input", error.message);
     throw error;
   }
+  const driver = driverInfo();
   const exitCode = review.verdict === "unsafe" ? 1 : 0;
-  if (json) {
-    return {
-      exitCode,
-      output: JSON.stringify({
-        ok: exitCode === 0,
-        verdict: review.verdict,
-        server: review.server,
-        connection: redact(url),
-        retireAfter: review.retireAfter,
-        margin: review.margin,
-        settings: review.settings,
-        recommended: { settings: review.recommended, url: review.redactedUrl },
-      }),
-    };
-  }
-  return { exitCode, output: text(review, url) };
+  if (!json) return { exitCode, output: text(review, url, driver) };
+  return {
+    exitCode,
+    output: JSON.stringify({
+      ok: exitCode === 0,
+      verdict: review.verdict,
+      server: review.server,
+      connection: redact(url),
+      driver,
+      retireAfter: review.retireAfter,
+      margin: review.margin,
+      settings: review.settings,
+      recommended: { settings: review.recommended, url: review.redactedUrl },
+      warnings: [...review.warnings, ...driver.warnings],
+    }),
+  };
+}
+
+export async function runDoctor(options: DoctorOptions): Promise<DoctorResult> {
+  const result = await diagnose(options);
+  // Everything printed is built from redacted parts; this is the last guard (driver texts included).
+  return { ...result, output: scrub(result.output, [passwordOf(options?.url)]) };
 }

@@ -1,7 +1,7 @@
 // Pool settings below the server's wait_timeout: reviews what a connection string (or a mariadb pool
 // config) would produce against the server's timeouts, and recommends settings that retire idle
 // connections before the server (or an idle-dropping middlebox) does. Pure: no I/O here.
-import { parseDatabaseUrl, redact } from "./url.ts";
+import { formatDatabaseUrl, parseDatabaseUrl, prismaMisreads, redact } from "./url.ts";
 
 /** The server facts the recommendation depends on. Timeouts in seconds, as the server reports them. */
 export interface ServerTimeouts {
@@ -16,6 +16,8 @@ export interface ServerTimeouts {
   /** `VERSION()`. */
   version?: string;
   flavor?: "mariadb" | "mysql";
+  /** The TLS cipher of the connection that read these facts, false for plaintext, undefined if unknown. */
+  tls?: string | false;
 }
 
 /** The mariadb pool settings this module reviews (the driver's names and units). */
@@ -90,6 +92,8 @@ export interface PoolReview {
   settings: SettingReview[];
   /** Worst verdict over all settings. */
   verdict: Verdict;
+  /** Problems with the input that no setting fixes (e.g. a password PrismaMariaDb would misread). */
+  warnings: string[];
   /**
    * The input's connection string with the recommended settings, password kept (non-enumerable:
    * not printed by console.log or JSON.stringify), if a URL was given.
@@ -107,6 +111,27 @@ function fail(message: string): never {
   throw new TypeError(`pool settings: ${message}`);
 }
 
+const TUNE_OPTIONS = ["margin", "networkIdleTimeout", "maxQueryMs", "acquireTimeout", "optimistic"];
+
+/** Throws a TypeError naming the first key of `options` that is not in `known`. */
+export function checkOptionKeys(where: string, options: unknown, known: string[]): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) throw new TypeError(`${where}: options must be an object`);
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new TypeError(`${where}: unknown option \`${key}\` (known: ${known.join(", ")})`);
+  }
+}
+
+/** A number from the connection string, as the driver reads it (parseInt), refused when that differs from what is written. */
+function urlNumber(name: string, text: string): number {
+  if (/^\d+$/.test(text)) return parseInt(text, 10);
+  const read = parseInt(text, 10);
+  fail(
+    `\`${name}=${text}\` in the connection string must be a whole number ≥ 0` +
+      (Number.isNaN(read) ? "" : ` (the mariadb driver reads it with parseInt, as ${read})`),
+  );
+}
+
 function positive(name: string, value: unknown, { allowZero = false } = {}): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
     fail(`\`${name}\` must be a ${allowZero ? "non-negative" : "positive"} number, got ${String(value)}`);
@@ -116,20 +141,17 @@ function positive(name: string, value: unknown, { allowZero = false } = {}): num
 
 /** The settings a URL or config object asks for, explicit ones marked. */
 export function readPoolSettings(input: PoolInput): { settings: PoolSettings; explicit: Set<SettingName> } {
-  const raw: Record<string, unknown> = {};
-  if (typeof input === "string") {
-    const u = parseDatabaseUrl(input);
-    for (const [k, v] of u.searchParams) raw[k] = v;
-  } else if (typeof input === "object" && input !== null && !Array.isArray(input)) {
-    Object.assign(raw, input);
-  } else {
-    fail("expected a mysql:// or mariadb:// connection string or a mariadb pool config object");
-  }
   const explicit = new Set<SettingName>();
   const settings = { ...DRIVER_DEFAULTS };
+  const isUrl = typeof input === "string";
+  let raw: Record<string, unknown>;
+  if (isUrl) raw = Object.fromEntries(parseDatabaseUrl(input).params);
+  else if (typeof input === "object" && input !== null && !Array.isArray(input)) raw = input;
+  else fail("expected a mysql:// or mariadb:// connection string or a mariadb pool config object");
   for (const name of Object.keys(DRIVER_DEFAULTS) as SettingName[]) {
     if (raw[name] === undefined || raw[name] === "") continue;
-    const n = Number(raw[name]);
+    // The driver reads numbers in a URL with parseInt, in a config object with Number.
+    const n = isUrl ? urlNumber(name, String(raw[name])) : Number(raw[name]);
     if (!Number.isFinite(n) || n < 0) fail(`\`${name}\` must be a non-negative number, got ${String(raw[name])}`);
     settings[name] = n;
     explicit.add(name);
@@ -145,6 +167,7 @@ export function readPoolSettings(input: PoolInput): { settings: PoolSettings; ex
  * wait, and keep what you set explicitly unless it is unsafe. Throws a TypeError on invalid input.
  */
 export function reviewPool(input: PoolInput, server: ServerTimeouts, options: TuneOptions = {}): PoolReview {
+  checkOptionKeys("reviewPool()", options, TUNE_OPTIONS);
   positive("waitTimeout", server?.waitTimeout);
   if (server.sessionWaitTimeout !== undefined) positive("sessionWaitTimeout", server.sessionWaitTimeout);
   if (server.maxConnections !== undefined) positive("maxConnections", server.maxConnections);
@@ -159,11 +182,16 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
     server.sessionWaitTimeout ?? Infinity,
     options.networkIdleTimeout ?? Infinity,
   );
+  // Default: 10 % of the timeout, 1 to 30 s, and below the timeout itself (wait_timeout = 1 → 0.5 s).
   const margin =
-    options.margin === undefined ? Math.min(30, Math.max(1, Math.ceil(limit * 0.1))) : positive("margin", options.margin);
+    options.margin === undefined
+      ? limit < 2 ? limit / 2 : Math.min(30, Math.max(1, Math.ceil(limit * 0.1)))
+      : positive("margin", options.margin);
   if (margin >= limit) fail(`the margin (${margin} s) must be smaller than the timeout it is taken from (${limit} s)`);
-  const retireAfter = Math.max(1, Math.floor(limit - margin));
-  const retireMs = retireAfter * 1000;
+  const retireMs = Math.floor((limit - margin) * 1000);
+  const retireAfter = retireMs / 1000;
+  // idleTimeout is whole seconds in a URL (parseInt): never below 1.
+  const idleTarget = Math.max(1, Math.floor(retireAfter));
 
   const { settings: current, explicit } = readPoolSettings(input);
   const rec: PoolSettings = { ...current };
@@ -207,7 +235,7 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
     const pinging = current.minDelayValidation < retireMs;
     review(
       "idleTimeout",
-      retireAfter,
+      idleTarget,
       retiredBySocket || pinging ? "improve" : "unsafe",
       `${current.idleTimeout === 0 ? "0 (never)" : `${current.idleTimeout} s`} is not below the server's ${limit} s: the server closes idle connections first` +
         (pinging ? "; the validation ping catches them, at one round trip per checkout" : ""),
@@ -254,16 +282,26 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
     (Object.keys(rec) as SettingName[]).filter((k) => rec[k] !== current[k] || explicit.has(k)).map((k) => [k, rec[k]]),
   );
 
-  const result: PoolReview = { retireAfter, margin, current, recommended: rec, settings: reviews, verdict };
+  const warnings: string[] = [];
+  if (typeof input === "string") {
+    const misread = prismaMisreads(input);
+    if (misread) warnings.push(misread);
+    for (const key of parseDatabaseUrl(input).params.keys()) {
+      // Prisma 6's engine read these; the mariadb driver ignores them (TLS is `ssl=true` there).
+      if (/^ssl./i.test(key)) warnings.push(`\`${key}\` is not a mariadb driver option and is ignored: TLS is on only with \`ssl=true\` (or \`ssl: {…}\` in a config object)`);
+    }
+  }
+  const result: PoolReview = { retireAfter, margin, current, recommended: rec, settings: reviews, verdict, warnings };
   // `url` and `config` carry the password: non-enumerable, so logging or serialising the review
   // never prints it. `redactedUrl` is the one to print.
   const hidden = (key: "url" | "config", value: unknown) =>
     Object.defineProperty(result, key, { value, enumerable: false, writable: false, configurable: false });
   if (typeof input === "string") {
     const u = parseDatabaseUrl(input);
-    for (const [k, v] of Object.entries(changed)) u.searchParams.set(k, String(v));
-    hidden("url", u.toString());
-    result.redactedUrl = redact(u.toString());
+    for (const [k, v] of Object.entries(changed)) u.params.set(k, String(v));
+    const url = formatDatabaseUrl(u);
+    hidden("url", url);
+    result.redactedUrl = redact(url);
   } else {
     hidden("config", { ...input, ...changed });
   }

@@ -1,8 +1,8 @@
 // Reads a live server's timeouts over one short-lived connection (not a pool: a pool hides a wrong
 // password behind its 10 s acquire timeout), and tunes pool settings from them.
 import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
-import { reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
-import { parseDatabaseUrl, redact } from "./url.ts";
+import { checkOptionKeys, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
+import { formatDatabaseUrl, parseDatabaseUrl, redact, scrub } from "./url.ts";
 
 export interface ReadServerOptions {
   /** ms to wait for the connection. Default 2000. */
@@ -22,21 +22,39 @@ function failureOf(error: any): ConnectFailure {
   return "other";
 }
 
-/** Connection options for the mariadb driver from a URL or a pool config, with a short connect timeout. */
-function connectionConfig(input: PoolInput, connectTimeout: number): Record<string, unknown> {
+/**
+ * What to hand the mariadb driver for one short connection: every option of the URL or config
+ * (`ssl`, `socketPath`, `initSql`, `sessionVariables` …), only the timeouts replaced by ours so that
+ * connecting and the one query are bounded. A URL goes to the driver as a URL, re-encoded, so the
+ * driver applies its own reading of every option (types, `ssl=true`) exactly as it does for the app.
+ */
+function connectionConfig(input: PoolInput, connectTimeout: number): string | Record<string, unknown> {
   if (typeof input === "string") {
     const u = parseDatabaseUrl(input);
-    return {
-      host: u.hostname.replace(/^\[|\]$/g, ""),
-      port: u.port ? Number(u.port) : 3306,
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-      database: u.pathname.length > 1 ? decodeURIComponent(u.pathname.slice(1)) : undefined,
-      connectTimeout,
-    };
+    // The driver's URL syntax requires a database (so does PrismaMariaDb's).
+    if (u.database === undefined) throw new TypeError(`the connection string names no database (mysql://user:password@host:port/database): ${redact(input)}`);
+    u.params.set("connectTimeout", String(connectTimeout));
+    u.params.set("socketTimeout", String(connectTimeout));
+    return formatDatabaseUrl(u, "mariadb:");
+  }
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new TypeError("expected a mysql:// or mariadb:// connection string or a mariadb pool config object");
   }
   const { connectionLimit, minimumIdle, idleTimeout, minDelayValidation, acquireTimeout, ...rest } = input as any;
-  return { ...rest, connectTimeout };
+  // A copy of `ssl`: the driver writes `rejectUnauthorized` into the object it is given.
+  const ssl = typeof rest.ssl === "object" && rest.ssl !== null ? { ...rest.ssl } : rest.ssl;
+  return { ...rest, ssl, connectTimeout, socketTimeout: connectTimeout };
+}
+
+function passwordOf(input: PoolInput): string | undefined {
+  if (typeof input === "string") {
+    try {
+      return parseDatabaseUrl(input).password;
+    } catch {
+      return undefined;
+    }
+  }
+  return typeof (input as any)?.password === "string" ? (input as any).password : undefined;
 }
 
 function describeInput(input: PoolInput): string {
@@ -51,7 +69,12 @@ function describeInput(input: PoolInput): string {
  * whose `reason` says why (`auth` for a wrong password), within `connectTimeout`.
  */
 export async function readServerTimeouts(input: PoolInput, options: ReadServerOptions = {}): Promise<ServerTimeouts> {
+  checkOptionKeys("readServerTimeouts()", options, ["connectTimeout"]);
   const connectTimeout = options.connectTimeout ?? 2000;
+  if (typeof connectTimeout !== "number" || !Number.isInteger(connectTimeout) || connectTimeout <= 0) {
+    throw new TypeError(`readServerTimeouts(): \`connectTimeout\` must be a whole number of ms > 0, got ${String(connectTimeout)}`);
+  }
+  const config = connectionConfig(input, connectTimeout);
   let mariadb: any;
   try {
     mariadb = (await import("mariadb")).default;
@@ -60,17 +83,24 @@ export async function readServerTimeouts(input: PoolInput, options: ReadServerOp
   }
   let conn: any;
   try {
-    conn = await mariadb.createConnection(connectionConfig(input, connectTimeout));
+    conn = await mariadb.createConnection(config);
   } catch (cause) {
-    throw new ConnectFailedError(failureOf(cause), describeInput(input), { cause });
+    const error = new ConnectFailedError(failureOf(cause), describeInput(input), { cause });
+    // The driver's own text is part of the message: make sure it does not carry the password.
+    const clean = scrub(error.message, [passwordOf(input)]);
+    if (clean !== error.message) Object.defineProperty(error, "message", { value: clean });
+    throw error;
   }
   try {
     const [row] = await conn.query(
       "SELECT @@global.wait_timeout AS waitTimeout, @@session.wait_timeout AS sessionWaitTimeout, " +
         "@@global.interactive_timeout AS interactiveTimeout, @@global.max_connections AS maxConnections, VERSION() AS version",
     );
+    // Informational: a proxy that does not answer SHOW STATUS leaves it unknown.
+    const [ssl] = await conn.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'").catch(() => [undefined]);
     const version = String(row.version);
     return {
+      tls: ssl === undefined ? undefined : ssl.Value ? String(ssl.Value) : false,
       waitTimeout: Number(row.waitTimeout),
       sessionWaitTimeout: Number(row.sessionWaitTimeout),
       interactiveTimeout: Number(row.interactiveTimeout),
@@ -92,7 +122,9 @@ export async function tunePool(
   input: PoolInput,
   options: TuneOptions & ReadServerOptions & { server?: ServerTimeouts } = {},
 ): Promise<PoolReview & { server: ServerTimeouts }> {
+  checkOptionKeys("tunePool()", options, ["margin", "networkIdleTimeout", "maxQueryMs", "acquireTimeout", "optimistic", "connectTimeout", "server"]);
   const { server: given, connectTimeout, ...tune } = options;
+  readPoolSettings(input); // bad input is a TypeError before any connection is made
   const server = given ?? (await readServerTimeouts(input, { connectTimeout }));
   const review = reviewPool(input, server, tune);
   return Object.assign(review, { server });

@@ -4,7 +4,7 @@
 // and a watchdog shell that kills the server if this process dies without cleaning up (SIGKILL).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -109,6 +109,8 @@ export interface TestDatabase {
   database: string;
   /** true when the server was started here and can be killed and restarted. */
   embedded: boolean;
+  /** With `startDatabase({ tls: true })`: the CA (PEM file) that signed the server's certificate (for 127.0.0.1). */
+  tls?: { ca: string };
   /** Runs SQL as an administrator (root over the unix socket when embedded). */
   admin<T = any>(sql: string, values?: unknown[]): Promise<T>;
   /** The app user's connections, as the server sees them. */
@@ -145,6 +147,7 @@ class MariaDbServer implements TestDatabase {
   adminPool?: mariadb.Pool;
   readonly socket: string;
   readonly logFile: string;
+  tls?: { ca: string };
 
   constructor(
     readonly bin: { server: string; install: string },
@@ -153,6 +156,25 @@ class MariaDbServer implements TestDatabase {
   ) {
     this.socket = join(dir, "mysqld.sock");
     this.logFile = join(dir, "error.log");
+  }
+
+  /** A throwaway CA and a server certificate for 127.0.0.1 / localhost, made with openssl. */
+  generateTls() {
+    const f = (name: string) => join(this.dir, name);
+    writeFileSync(f("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    const steps = [
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=resilience test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", f("ca-key.pem"), "-out", f("ca.pem")],
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", f("server-key.pem"), "-out", f("server.csr")],
+      ["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca-key.pem"), "-CAcreateserial",
+        "-days", "2", "-extfile", f("san.ext"), "-out", f("server-cert.pem")],
+    ];
+    for (const args of steps) {
+      const res = spawnSync("openssl", args, { encoding: "utf8", timeout: 30_000 });
+      if (res.status !== 0) throw new Error(`openssl ${args[0]} failed (is openssl installed?):\n${res.stderr ?? res.error}`);
+    }
+    this.tls = { ca: f("ca.pem") };
   }
 
   get url() {
@@ -192,6 +214,10 @@ class MariaDbServer implements TestDatabase {
       "--innodb-flush-log-at-trx-commit=2",
       "--max-connections=200",
     ];
+    if (this.tls) {
+      const f = (name: string) => join(this.dir, name);
+      args.push(`--ssl-ca=${f("ca.pem")}`, `--ssl-cert=${f("server-cert.pem")}`, `--ssl-key=${f("server-key.pem")}`);
+    }
     if (process.getuid?.() === 0) args.push("--user=root");
     const child = spawn(this.bin.server, args, { stdio: "ignore" });
     this.child = child;
@@ -445,17 +471,20 @@ export async function connectDatabase(url: string): Promise<TestDatabase> {
 
 /**
  * Starts a fresh MariaDB (or connects to TEST_DATABASE_URL) with the app schema applied.
- * Call `stop()` in an `after` hook.
+ * `tls: true` also gives the server a certificate signed by a throwaway CA (`db.tls.ca`): TLS is
+ * then available, not required (create a user `REQUIRE SSL` for that). Call `stop()` in an `after` hook.
  */
-export async function startDatabase(): Promise<TestDatabase> {
+export async function startDatabase(options: { tls?: boolean } = {}): Promise<TestDatabase> {
   tolerateDriverInitRejections();
   const external = process.env.TEST_DATABASE_URL;
+  if (external && options.tls) throw new Error("TLS tests need a server they start themselves: unset TEST_DATABASE_URL");
   if (external) return await connectDatabase(external);
   const bin = requireServerBinaries();
   installExitHook();
   const dir = mkdtempSync(join(tmpdir(), "resilience-mariadb-"));
   const server = new MariaDbServer(bin, dir, await freePort());
   try {
+    if (options.tls) server.generateTls();
     server.initialize();
     await server.start();
     await server.setup();
