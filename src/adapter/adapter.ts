@@ -1,12 +1,29 @@
 // withResilience(): wraps a Prisma driver adapter factory (e.g. `new PrismaMariaDb(url)`) so that
 // every failed call says what had reached the server (see flight.ts). It delegates everything and
-// adds no work to a call that succeeds: one `.catch` per call, nothing else.
-import { classify } from "../errors/classify.ts";
+// adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
+// connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
+// connections, never a timer per call.
+import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { describeError, log } from "../log.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
+import {
+  capturePool,
+  redactedUrl,
+  refusalOf,
+  sameServer,
+  SESSION_SQL,
+  sessionIdentityOf,
+  SideConnections,
+  type ConnOptions,
+  type ProbeTarget,
+  type SessionIdentity,
+  type SideConnection,
+} from "./side.ts";
+import { isAutocommitDml } from "./sql.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
+import { markKey, prepareCommitTable, verifyCommit, type CommitVerdict } from "./verify.ts";
 import type { AdapterLike, SqlQueryLike } from "./types.ts";
 
 /** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, or one of your own. */
@@ -17,69 +34,401 @@ export interface AdapterFactoryLike {
 }
 
 const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
+// A first connect that has not answered after this long (a healthy server answers SELECT VERSION()
+// in milliseconds) makes the adapter probe: a server down at start is noticed now, not after the
+// pool's acquireTimeout.
+const STARTUP_GRACE_MS = 250;
+// How often the watchdog scans the pool's connections.
+const SCAN_MS = 250;
+// Side work (a session check, a ghost kill) never outlives this: its connection is destroyed.
+const SIDE_WORK_MS = 2000;
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
   return typeof value === "object" && value !== null && (value as any)[WRAPPED] === true;
 }
 
+/** What the watchdog remembers about a pool connection that is waiting for a reply. */
+interface Watch {
+  bytes: number;
+  since: number;
+  nextCheck: number;
+  checks: number;
+}
+
 class ResilientAdapter implements AdapterLike, FailureHandler {
   readonly [WRAPPED] = true;
-  private readonly health: ServerHealth;
+  readonly health: ServerHealth;
+  private current!: AdapterLike;
+  /** mariadb's Pool behind `current`, when the factory built it (then a fresh one can replace it). */
+  private pool?: any;
+  /** The factory builds its pool from settings (URL or config), so it can build a fresh one. */
+  private ownsPool = false;
+  private readonly retiredPools = new WeakSet<object>();
+  private config?: ConnOptions;
+  private target?: ProbeTarget;
+  /** The pool's open connections (mariadb Connection objects), for the watchdog and outages. */
+  private readonly conns = new Set<any>();
+  /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
+  private readonly sessions = new WeakMap<object, SessionIdentity>();
+  private readonly watches = new Map<any, Watch>();
+  private queuedSince = 0;
+  private lastProgress = 0;
+  private queueNextCheck = 0;
+  private queueChecks = 0;
+  private checking = false;
+  private watchdog?: NodeJS.Timeout;
+  private disposing?: Promise<void>;
+  /** Commit verification: `pending` until the table is checked, then `on` or `off`. */
+  private marks: "pending" | "on" | "off";
+  private renewing?: Promise<void>;
+  private lastRenewal = 0;
 
   constructor(
     private readonly factory: AdapterFactoryLike,
-    private current: AdapterLike,
     private readonly options: ResolvedAdapterOptions,
   ) {
-    this.health = new ServerHealth(
-      options,
-      async () => {
-        this.current = await this.factory.connect();
-        this.watch(this.current);
-      },
-      async () => {
-        await this.current.dispose();
-      },
+    const side = new SideConnections(
+      () => this.config,
+      () => this.target,
     );
-    this.watch(current);
+    this.marks = options.verifyCommits ? "pending" : "off";
+    this.health = new ServerHealth(options, side, {
+      onDown: () => {
+        this.destroyBusyConnections();
+        this.retirePool();
+      },
+      onRefused: () => this.retirePool(),
+      reconnect: () => this.reconnect(),
+      url: () => redactedUrl(this.config),
+    });
   }
 
+  /** First connect: resolves with this adapter, quickly also when the server is down or refuses us. */
+  async start(): Promise<this> {
+    const connecting = this.connectInner();
+    let settled = false;
+    void connecting.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    const grace = setTimeout(() => {
+      if (!settled) void this.health.suspect();
+    }, STARTUP_GRACE_MS);
+    try {
+      this.current = await connecting;
+    } finally {
+      clearTimeout(grace);
+    }
+    if (this.options.silentAfter > 0) {
+      this.watchdog = setInterval(() => this.scan(), SCAN_MS);
+      this.watchdog.unref();
+    }
+    // Commit verification is ready before the first query (one side connection, a few statements).
+    if (this.marks === "pending") await this.prepareMarks();
+    return this;
+  }
+
+  /** Checks (or creates) the commit-mark table once, over a side connection; verification is off until it is there. */
+  private async prepareMarks() {
+    if (!this.health.side.canConnect || !this.config) return this.marksOff("the driver's settings are unknown (a pool you created yourself)");
+    if (this.health.state !== "up") return; // tried again once the server is back
+    const { ok, why, reached } = await prepareCommitTable(this.health.side, true, Math.max(this.options.probeTimeout, 2000));
+    if (this.marks !== "pending") return;
+    if (ok) {
+      this.marks = "on";
+      log("commit verification is on");
+    } else if (reached) this.marksOff(why ?? "unknown");
+    else log(`commit verification waits for the server (${why})`);
+  }
+
+  private marksOff(why: string) {
+    if (this.marks === "off") return;
+    this.marks = "off";
+    process.emitWarning(
+      `prisma-extension-resilience: commit verification is off (${why}); a lost COMMIT reply is reported as OutcomeUnknownError. See the README, "Exactly-once".`,
+      { code: "RESILIENCE_VERIFY_OFF" },
+    );
+  }
+
+  /** Calls the factory, learning its pool and settings while it builds them. */
+  private connectInner(): Promise<AdapterLike> {
+    const { result, pool } = capturePool(() => this.factory.connect());
+    if (pool) {
+      this.ownsPool = true;
+      this.pool = pool;
+      this.config = pool.opts.connOptions;
+      this.watch(pool);
+    }
+    return Promise.resolve(result).then((adapter: AdapterLike) => {
+      if (!pool) {
+        // A pool the app made itself: watched, never replaced (the adapter cannot build another).
+        const driverPool = (adapter as any).underlyingDriver?.();
+        if (driverPool && driverPool !== this.watchedExternal) {
+          this.watchedExternal = driverPool;
+          this.watch(driverPool);
+        }
+      }
+      return adapter;
+    });
+  }
+  private watchedExternal?: object;
+
   /**
-   * Learns where the server is from the pool's new connections (mariadb: `conn.opts`), and
-   * notices a server that goes away while nobody is querying: a pooled connection's error, or the
-   * pool failing to open one, makes it probe (a caller waiting in the pool would otherwise learn
-   * only at acquireTimeout). The pool 'error' listener also keeps the driver from throwing an
-   * unhandled 'error' event.
+   * Listens to the pool: its new connections (their settings, and who they are as the server sees
+   * them), a pooled connection's error, and the pool failing to open one (a refusal is acted on at
+   * once: callers waiting in the pool fail now, not at acquireTimeout). The 'error' listener also
+   * keeps the driver from throwing an unhandled 'error' event.
    */
-  private watch(adapter: AdapterLike) {
-    const pool = (adapter as any).underlyingDriver?.();
+  private watch(pool: any) {
     if (typeof pool?.on !== "function") return;
     const suspect = () => {
-      if (this.current === adapter) void this.health.suspect();
+      if (this.pool === pool || this.watchedExternal === pool) void this.health.suspect();
     };
     pool.on("connection", (conn: any) => {
       const o = conn?.opts;
-      if (o) this.health.learnTarget({ host: o.host, port: o.port, socketPath: o.socketPath });
-      if (typeof conn?.on === "function") conn.on("error", suspect);
+      if (o && !this.config) this.config = o;
+      if (o && !this.target) this.target = { host: o.host, port: o.port, socketPath: o.socketPath };
+      if (!conn || typeof conn.on !== "function") return;
+      this.conns.add(conn);
+      const forget = () => {
+        this.conns.delete(conn);
+        this.watches.delete(conn);
+      };
+      conn.once("end", forget);
+      conn.on("error", () => {
+        forget();
+        suspect();
+      });
+      this.identify(conn);
     });
     pool.on("error", (e: unknown) => {
       log(`the pool could not open a connection (${describeError(e)})`);
-      suspect();
+      if (this.pool !== pool && this.watchedExternal !== pool) return;
+      const refusal = refusalOf(e);
+      if (refusal) this.health.refuse(refusal.reason, refusal.cause);
+      else suspect();
     });
   }
 
+  /** Reads who a new connection is as the server sees it (thread id, user, client host:port, server). */
+  private identify(conn: any) {
+    if (!this.options.killGhostSessions && this.options.silentAfter === 0 && !this.options.verifyCommits) return;
+    if (typeof conn.query !== "function" || !conn.info) return;
+    try {
+      conn.query(
+        { sql: SESSION_SQL },
+        (rows: any) => {
+          const id = sessionIdentityOf(rows?.[0]);
+          if (id) this.sessions.set(conn.info, id);
+        },
+        () => undefined,
+      );
+    } catch {
+      // not the mariadb driver's connection: no identity, so never a kill
+    }
+  }
+
+  private retirePool() {
+    const pool = this.pool;
+    if (!pool || this.retiredPools.has(pool)) return;
+    this.retiredPools.add(pool);
+    void Promise.resolve()
+      .then(() => pool.end())
+      .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`));
+  }
+
+  /** Outage: every connection waiting for a reply is destroyed now; its caller goes on under the safety rule. */
+  private destroyBusyConnections() {
+    for (const conn of this.conns) if (conn.receiveQueue?.length > 0) destroyConnection(conn);
+  }
+
+  private async reconnect(): Promise<void> {
+    // A pool the app made itself cannot be rebuilt: the existing one goes on (it reconnects at its own pace).
+    if (!this.ownsPool) return;
+    this.retirePool(); // a pool from a reconnect that failed half-way
+    const next = await this.connectInner();
+    if (this.health.isClosed) {
+      this.retirePool();
+      throw new Error("closed");
+    }
+    this.current = next;
+    if (this.marks === "pending") void this.prepareMarks();
+  }
+
+  // ---- the silent-drop watchdog -------------------------------------------------------------
+
+  /**
+   * Every SCAN_MS: a connection that has waited `silentAfter` for a reply without receiving a byte,
+   * or callers queued that long for a connection, make the adapter ask the server, over a side
+   * connection, what is going on. Costs nothing per call; nothing at all while no call waits.
+   */
+  private scan() {
+    if (this.health.state !== "up" || this.checking || this.health.isClosed) return;
+    const now = performance.now();
+    const after = this.options.silentAfter;
+    const silent: any[] = [];
+    for (const conn of this.conns) {
+      if (!(conn.receiveQueue?.length > 0)) {
+        this.watches.delete(conn);
+        continue;
+      }
+      const bytes = conn.socket?.bytesRead ?? -1;
+      const w = this.watches.get(conn);
+      if (!w || w.bytes !== bytes) {
+        this.watches.set(conn, { bytes, since: now, nextCheck: 0, checks: 0 });
+        this.lastProgress = now;
+        continue;
+      }
+      if (now - w.since >= after && now >= w.nextCheck) silent.push(conn);
+    }
+    const pool: any = this.pool ?? this.watchedExternal;
+    const queued = typeof pool?.taskQueueSize === "function" ? pool.taskQueueSize() > 0 : false;
+    if (!queued) {
+      this.queuedSince = 0;
+      this.queueChecks = 0;
+    } else if (this.queuedSince === 0) this.queuedSince = now;
+    // Callers queued for a connection while no connection makes progress: the pool cannot connect
+    // (a saturated pool whose connections are receiving replies is only busy).
+    const queueStuck = queued && now - this.queuedSince >= after && now - this.lastProgress >= after && now >= this.queueNextCheck;
+    if (silent.length === 0 && !queueStuck) return;
+    if (queueStuck) this.queueNextCheck = now + backoff(++this.queueChecks);
+    this.checking = true;
+    void this.checkSessions(silent)
+      .catch((e) => log(`session check failed (${describeError(e)})`))
+      .finally(() => {
+        this.checking = false;
+      });
+  }
+
+  /** Asks the server what the silent connections' sessions are doing, and acts on the answer. */
+  private async checkSessions(silent: any[]) {
+    const { conn: side, result } = await this.health.side.connect(this.options.probeTimeout);
+    if (!side) {
+      // The server cannot be reached (or refuses us): an outage, noticed without any timeout of the driver.
+      this.health.judge(result);
+      return;
+    }
+    await this.bounded(side, async () => {
+      if (silent.length === 0) return;
+      const server = await SideConnections.serverIdentity(side);
+      for (const conn of silent) {
+        const w = this.watches.get(conn);
+        const verdict = await this.sessionVerdict(side, conn, server);
+        if (verdict === "executing") {
+          if (w) w.nextCheck = performance.now() + backoff(++w.checks);
+          continue;
+        }
+        log(`connection ${conn.threadId ?? "?"} silent for ${this.options.silentAfter}+ ms and its session is ${verdict}: destroying it`);
+        if (verdict === "idle") await this.killSession(side, conn, server);
+        destroyConnection(conn);
+      }
+    });
+  }
+
+  private async sessionVerdict(side: SideConnection, conn: any, server: any): Promise<"executing" | "idle" | "gone"> {
+    const threadId = Number(conn.threadId ?? conn.info?.threadId);
+    if (!Number.isFinite(threadId)) return "executing"; // cannot tell: never cut it
+    const identity = conn.info ? this.sessions.get(conn.info) : undefined;
+    const rows: any[] = await side.query("SELECT USER AS user, HOST AS host, COMMAND AS command FROM information_schema.PROCESSLIST WHERE ID = ?", [threadId]);
+    const row = rows?.[0];
+    if (identity && server) {
+      if (!sameServer(identity.server, server)) return "gone"; // the server restarted, or another one answers
+      if (!row || row.user !== identity.user || row.host !== identity.host) return "gone";
+    } else if (!row || (this.config?.user !== undefined && row.user !== this.config.user)) return "gone";
+    if (row.command === "Sleep") return "idle";
+    return "executing";
+  }
+
+  /** KILL of an idle session that is provably this connection's (same server, thread id, user, client host:port). */
+  private async killSession(side: SideConnection, conn: any, server: any) {
+    if (!this.options.killGhostSessions) return;
+    const identity = conn?.info ? this.sessions.get(conn.info) : undefined;
+    if (!identity || !server || !sameServer(identity.server, server)) return;
+    const rows: any[] = await side.query(
+      "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ? AND COMMAND = 'Sleep'",
+      [identity.threadId, identity.user, identity.host],
+    );
+    if (!rows?.length) return;
+    await side.query(`KILL CONNECTION ${Math.trunc(identity.threadId)}`);
+    log(`killed ghost session ${identity.threadId} left by a silently dropped connection`);
+  }
+
+  /** Runs side work, then closes the side connection; work that takes too long is cut (the connection destroyed). */
+  private async bounded(side: SideConnection, work: () => Promise<void>) {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void this.health.side.release(side, true);
+    }, SIDE_WORK_MS);
+    try {
+      await work();
+    } finally {
+      clearTimeout(timer);
+      if (!timedOut) await this.health.side.release(side);
+    }
+  }
+
+  // ---- FailureHandler -------------------------------------------------------------------------
+
   get provider() {
-    return this.current.provider;
+    return this.current?.provider ?? this.factory.provider;
   }
   get adapterName() {
-    return this.current.adapterName;
+    return this.current?.adapterName ?? this.factory.adapterName;
   }
   getConnectionInfo() {
     return this.current.getConnectionInfo?.();
   }
 
+  get serverDown(): boolean {
+    return this.health.state === "down";
+  }
+
+  markKeyOf(connection: unknown): string | undefined {
+    if (this.marks !== "on") return undefined;
+    const info = (connection as any)?.info;
+    const identity = info ? this.sessions.get(info) : undefined;
+    return identity ? markKey(identity) : undefined;
+  }
+
+  markFailed(error: unknown) {
+    this.marksOff(`the commit mark failed: ${describeError(error)}`);
+  }
+
+  async verifyCommit(connection: unknown, key: string, token: string): Promise<CommitVerdict> {
+    const info = (connection as any)?.info;
+    const identity = info ? this.sessions.get(info) : undefined;
+    const started = performance.now();
+    const verdict: CommitVerdict =
+      !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout);
+    try {
+      this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
+    } catch {
+      // an observer's failure is not the database's
+    }
+    return verdict;
+  }
+
+  /**
+   * A server that answers "read-only" (a primary demoted by a failover) or "not ready" (a Galera
+   * node outside the Primary component): the pool's connections point at it. A fresh pool (at most
+   * once a second) lets the proxy or DNS send new connections to a server that can take writes.
+   */
+  private renewPool(reason: string) {
+    if (!this.ownsPool || this.renewing || this.health.isClosed || performance.now() - this.lastRenewal < 1000) return;
+    this.lastRenewal = performance.now();
+    log(`the server answered ${reason}: replacing the pool's connections`);
+    this.renewing = this.reconnect()
+      .catch((e) => log(`replacing the pool failed (${describeError(e)})`))
+      .finally(() => {
+        this.renewing = undefined;
+      });
+  }
+
   async suspect(error: unknown): Promise<void> {
+    if (isReadOnlyAnswer(error)) return this.renewPool("read-only");
+    if (isWsrepNotReady(error)) return this.renewPool("not ready (Galera)");
     const errorClass = classify(error);
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
       log(`${errorClass} (${describeError(error)}): probing the server`);
@@ -87,28 +436,34 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
   }
 
-  async killGhost(threadId: number): Promise<void> {
-    if (!this.options.killGhostSessions) return;
-    // Only a session that is still there and idle ("Sleep": its client is gone) is ended, and only
-    // through this user's own rights (a user may KILL its own threads).
-    const id = Math.trunc(threadId);
-    const kill = (async () => {
-      const found: any = await this.current.queryRaw({
-        sql: `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ${id} AND COMMAND = 'Sleep'`,
-        args: [],
-        argTypes: [],
-      } as SqlQueryLike);
-      if (!found?.rows?.length) return;
-      await this.current.executeRaw({ sql: `KILL CONNECTION ${id}`, args: [], argTypes: [] } as SqlQueryLike);
-      log(`killed ghost session ${id} left by a silently dropped connection`);
-    })();
-    const limit = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
-    await Promise.race([kill.catch((e) => log(`could not kill ghost session ${id}: ${describeError(e)}`)), limit]);
+  async killGhost(threadId: number, connection?: unknown): Promise<void> {
+    if (!this.options.killGhostSessions || this.health.isClosed) return;
+    // Only a session that is provably this connection's (same server, thread id, user and client
+    // host:port as the server saw them when it was opened) and idle ("Sleep": its client is gone).
+    const info = (connection as any)?.info;
+    const identity = info ? this.sessions.get(info) : undefined;
+    if (!identity || identity.threadId !== Math.trunc(threadId)) {
+      log(`ghost session ${threadId}: who it is was not recorded, so it is not killed`);
+      return;
+    }
+    const { conn: side } = await this.health.side.connect(this.options.probeTimeout);
+    if (!side) return;
+    await this.bounded(side, async () => {
+      const server = await SideConnections.serverIdentity(side);
+      await this.killSession(side, connection, server);
+    }).catch((e) => log(`could not kill ghost session ${threadId} (${describeError(e)})`));
   }
 
   private async onError(phase: FlightPhase, error: unknown, sql: string): Promise<never> {
+    const refusal = connectRefusal(error);
+    if (refusal) {
+      this.health.refuse(refusal.reason, refusal.cause);
+      throw tagged(phase, this.health.refusal ?? error, sql, { heldBack: true });
+    }
+    // Callers waiting in a pool ended because the server refuses us learn why.
+    if (this.health.refusal && classify(error) !== "connection-lost") throw tagged(phase, this.health.refusal, sql, { heldBack: true });
     await this.suspect(error);
-    throw tagged(phase, error, sql);
+    throw tagged(phase, error, sql, { duringOutage: this.serverDown });
   }
 
   /** Runs `call` now when the server is up; while it is down, once it is back (or fails unsent). */
@@ -117,19 +472,39 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.health.gate().then(
       () => this.gated(phase, sql, call),
       (e) => {
-        throw tagged(phase, e, sql, undefined, true);
+        throw tagged(phase, e, sql, { heldBack: true });
       },
     );
   }
 
   // The hot path is the first line of each method: one state check, the call, one `.catch`.
   queryRaw(params: SqlQueryLike) {
+    if (this.marks === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.queryRaw(params));
     if (this.health.state === "up") return this.current.queryRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
     return this.gated("autocommit", params.sql, () => this.current.queryRaw(params));
   }
   executeRaw(params: SqlQueryLike) {
+    if (this.marks === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.executeRaw(params));
     if (this.health.state === "up") return this.current.executeRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
     return this.gated("autocommit", params.sql, () => this.current.executeRaw(params));
+  }
+
+  /**
+   * A write outside a transaction, run inside one so that its COMMIT carries a mark: its outcome is
+   * known even when the reply is lost. A failure of the statement itself is a statement of an open
+   * transaction (the server rolls it back); the COMMIT is verified.
+   */
+  private async inTransaction<T>(run: (tx: ResilientTransaction) => Promise<T>): Promise<T> {
+    const tx = await this.startTransaction();
+    let result: T;
+    try {
+      result = await run(tx);
+    } catch (error) {
+      await tx.rollback().catch(() => undefined);
+      throw error;
+    }
+    await tx.commit();
+    return result;
   }
   executeScript(script: string) {
     return this.gated("autocommit", script, () => this.current.executeScript(script));
@@ -141,13 +516,54 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         : this.gated("begin", "BEGIN", () => this.current.startTransaction(isolationLevel));
     return started.then((tx) => new ResilientTransaction(tx, this));
   }
+  /** Ends the pool (once: a second call returns the first one's promise) and leaves no timer, probe or socket behind. */
   dispose() {
-    this.health.close();
-    return this.current.dispose();
+    this.disposing ??= (async () => {
+      if (this.watchdog) clearInterval(this.watchdog);
+      this.health.close();
+      const pool = this.pool;
+      if (pool && this.retiredPools.has(pool)) return; // already ended during an outage
+      if (pool) this.retiredPools.add(pool);
+      await this.current?.dispose();
+    })();
+    return this.disposing;
   }
   /** The driver's pool, as the wrapped adapter exposes it (mariadb: `underlyingDriver()`). */
   underlyingDriver(): unknown {
     return (this.current as any).underlyingDriver?.();
+  }
+}
+
+// Pool errors that mean "no connection could be made": their cause says why.
+const POOL_CONNECT_ERRORS = new Set([45028, 45060, 45061]);
+
+/**
+ * A refusal behind a call's error: only where the error is about making a connection (a pool
+ * timeout, the pool failing to connect, or the driver adapter's AuthenticationFailed). A statement's
+ * own "access denied" (1044, 1227 …) or "unknown database" (`USE x`) is the statement's error, not
+ * a refusal of the app's connections.
+ */
+function connectRefusal(error: unknown) {
+  const f = errorFacts(error);
+  if (f.kind === "AuthenticationFailed" || (f.errno !== undefined && POOL_CONNECT_ERRORS.has(f.errno))) return refusalOf(error);
+  return undefined;
+}
+
+function backoff(checks: number): number {
+  return Math.min(1000 * 2 ** checks, 10_000);
+}
+
+/**
+ * Ends a driver connection as if its socket had closed: every call waiting on it fails with the
+ * driver's "socket has unexpectedly been closed" (45009, a lost connection), which the safety rule
+ * handles, and the pool drops it.
+ */
+function destroyConnection(conn: any) {
+  try {
+    if (typeof conn.socketErrorHandler === "function") conn.socketErrorHandler();
+    else conn.destroy?.();
+  } catch {
+    conn.destroy?.();
   }
 }
 
@@ -166,7 +582,7 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
     return this.inner.adapterName;
   }
   async connect() {
-    return new ResilientAdapter(this.inner, await this.inner.connect(), this.options);
+    return await new ResilientAdapter(this.inner, this.options).start();
   }
 }
 

@@ -1,19 +1,28 @@
-// Server health for one adapter: notices an outage (a TCP probe is refused or unanswered after a
-// lost connection), holds new calls at a gate instead of letting each wait out the pool's
-// acquireTimeout, probes until the server listens again, and then hands out a fresh pool: every
-// connection from before the outage is retired at once (a generation), and all waiting callers share
-// that one reconnect.
-import { connect as tcpConnect } from "node:net";
-import { log } from "../log.ts";
+// Server health for one adapter: notices an outage (a probe after a lost connection, or the
+// watchdog's side connection, is refused or unanswered), holds new calls at a gate instead of letting
+// each wait out the pool's acquireTimeout, probes until the server answers again, and then hands out
+// a fresh pool: every connection from before the outage is retired at once (a generation), and all
+// waiting callers share that one reconnect. A server that answers but refuses us (wrong password, no
+// access, unknown database) is a refusal: calls fail at once with ConnectFailedError, never retried.
+import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
+import { describeError, log } from "../log.ts";
+import type { ProbeResult, SideConnections } from "./side.ts";
 
 export type HealthState = "up" | "down";
+export type { ProbeTarget } from "./side.ts";
 
 // Delays of the probes that follow one that found the server up after a lost connection.
 const RECHECK_MS = [150, 350];
+// While refused, a call checks again (one probe, shared) at most this often.
+const REFUSAL_RECHECK_MS = 1000;
+// A probe that got no answer is given more time next time (a probeTimeout below a round trip must
+// not keep the server "down" while it answers), up to this many times probeTimeout.
+const PROBE_GROWTH = 1.5;
+const PROBE_MAX_FACTOR = 8;
 
 export interface StateChange {
   state: HealthState;
-  /** Why it went down ("connection refused", "no answer") or came back ("server accepts connections"). */
+  /** Why it went down ("connection refused", "no answer", "authentication failed") or came back ("server accepts connections"). */
   reason: string;
   /** For `up`: how long the server was down, in ms. */
   downForMs?: number;
@@ -21,20 +30,25 @@ export interface StateChange {
   generation: number;
 }
 
-export interface ProbeTarget {
-  host?: string;
-  port?: number;
-  socketPath?: string;
-}
-
 export interface HealthOptions {
   /** ms a call waits at the gate while the server is down before it fails (not sent) and is retried. */
   outageWait: number;
   /** ms between probes while the server is down. */
   probeInterval: number;
-  /** ms a probe waits for the TCP connection. */
+  /** ms a probe waits for an answer. */
   probeTimeout: number;
   onStateChange?: (change: StateChange) => void;
+}
+
+export interface HealthHooks {
+  /** The server is down: destroy connections with calls in flight, retire the pool if a fresh one can be built. */
+  onDown(): void;
+  /** The server refuses us: retire the pool (if ours) so that callers waiting in it fail now. */
+  onRefused(): void;
+  /** The server answers again: build the next generation's pool (or keep the existing one when none can be built). */
+  reconnect(): Promise<void>;
+  /** The connection string, password as ****. */
+  url(): string;
 }
 
 /** A call held at the gate while the server is down: nothing was sent. */
@@ -47,51 +61,33 @@ export class ServerDownError extends Error {
   }
 }
 
-type ProbeResult = { ok: true } | { ok: false; reason: string };
-
-export function probe(target: ProbeTarget, timeoutMs: number): Promise<ProbeResult> {
-  return new Promise((resolve) => {
-    const socket = target.socketPath
-      ? tcpConnect({ path: target.socketPath })
-      : tcpConnect({ host: target.host ?? "localhost", port: target.port ?? 3306 });
-    const done = (result: ProbeResult) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(result);
-    };
-    const timer = setTimeout(() => done({ ok: false, reason: "no answer" }), timeoutMs);
-    socket.once("connect", () => done({ ok: true }));
-    socket.once("error", (e: NodeJS.ErrnoException) =>
-      done({ ok: false, reason: e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "connection refused" : (e.code ?? e.message) }),
-    );
-  });
-}
-
 export class ServerHealth {
   state: HealthState = "up";
   generation = 0;
-  private target?: ProbeTarget;
+  /** Set while the server refuses us: what every call fails with. */
+  refusal?: ConnectFailedError;
   private downSince = 0;
   private downReason = "";
   private suspecting?: Promise<void>;
   private back?: Promise<void>;
+  private refusalCheck?: Promise<void>;
+  private refusalCheckedAt = 0;
   private closed = false;
+  private rechecking = false;
+  private readonly sleeps = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
 
   constructor(
     private readonly options: HealthOptions,
-    /** Builds the next generation's pool once the server listens again. */
-    private readonly reconnect: () => Promise<void>,
-    /** Ends the current pool: its waiting callers are rejected at once instead of timing out. */
-    private readonly retire: () => Promise<void>,
+    readonly side: SideConnections,
+    private readonly hooks: HealthHooks,
   ) {}
 
-  /** Where to probe, learnt from the driver's connections (mariadb: `conn.opts`). */
-  learnTarget(target: ProbeTarget | undefined) {
-    if (!this.target && target && (target.socketPath || target.host)) this.target = target;
+  get canProbe(): boolean {
+    return this.side.canConnect;
   }
 
-  get canProbe(): boolean {
-    return this.target !== undefined;
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /**
@@ -99,13 +95,14 @@ export class ServerHealth {
    * time, shared by every caller that failed meanwhile.
    */
   suspect(): Promise<void> {
-    if (!this.target || this.state === "down" || this.closed) return Promise.resolve();
-    this.suspecting ??= probe(this.target, this.options.probeTimeout)
+    if (!this.canProbe || this.state === "down" || this.closed) return Promise.resolve();
+    this.suspecting ??= this.side
+      .probe(this.options.probeTimeout)
       .then((result) => {
-        if (!result.ok) this.goDown(result.reason);
         // A killed server closes its connections and its listening socket in no set order: a probe
         // made the moment a connection dies can still be accepted. Look once more, a little later.
-        else this.recheck();
+        if (result.ok) this.recheck();
+        else this.judge(result);
       })
       .finally(() => {
         this.suspecting = undefined;
@@ -113,16 +110,22 @@ export class ServerHealth {
     return this.suspecting;
   }
 
-  private rechecking = false;
+  /** Acts on a failed probe or side connection: a refusal, or an outage. */
+  judge(result: ProbeResult) {
+    if (result.ok) return;
+    if (result.refusal) this.refuse(result.refusal, result.error);
+    else this.goDown(result.reason);
+  }
+
   private recheck() {
-    if (this.rechecking || !this.target) return;
+    if (this.rechecking) return;
     this.rechecking = true;
     const again = async () => {
       for (const delay of RECHECK_MS) {
-        await new Promise((r) => setTimeout(r, delay).unref());
+        await this.sleep(delay * (0.75 + Math.random() / 2));
         if (this.state === "down" || this.closed) return;
-        const result = await probe(this.target!, this.options.probeTimeout);
-        if (!result.ok) return this.goDown(result.reason);
+        const result = await this.side.probe(this.options.probeTimeout);
+        if (!result.ok) return this.judge(result);
       }
       log("probes after a lost connection: the server is up");
     };
@@ -131,9 +134,31 @@ export class ServerHealth {
     });
   }
 
-  /** Resolves when the server is up (at once if it is); rejects with ServerDownError after outageWait. */
+  /** The server answered and refused us (wrong password, no access, unknown database). */
+  refuse(reason: ConnectFailure, cause: unknown) {
+    if (this.closed) return;
+    const first = this.refusal === undefined;
+    this.refusal = new ConnectFailedError(reason, this.hooks.url(), { cause });
+    this.refusalCheckedAt = performance.now();
+    if (!first) return;
+    const wasUp = this.state === "up";
+    this.state = "down";
+    this.downSince = performance.now();
+    this.downReason = this.refusal.reason;
+    log(`the server refuses this app's connections (${reason}): calls fail at once, not retried`);
+    if (wasUp) this.emit({ state: "down", reason: describeRefusal(reason), generation: this.generation });
+    this.hooks.onRefused();
+  }
+
+  /**
+   * Resolves when the server is up (at once if it is); rejects with ServerDownError after outageWait,
+   * or with ConnectFailedError while the server refuses us.
+   */
   gate(): Promise<void> {
+    if (this.closed) return Promise.reject(new ServerDownError("closed"));
+    if (this.refusal) return this.checkRefusal();
     if (this.state === "up") return Promise.resolve();
+    if (!this.back) return Promise.reject(new ServerDownError(this.downReason));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new ServerDownError(this.downReason)), this.options.outageWait);
       this.back!.then(
@@ -149,39 +174,106 @@ export class ServerHealth {
     });
   }
 
-  private goDown(reason: string) {
+  /** While refused: fail at once, except that a call now and then checks again (one probe, shared). */
+  private checkRefusal(): Promise<void> {
+    if (!this.refusalCheck && performance.now() - this.refusalCheckedAt < REFUSAL_RECHECK_MS) return Promise.reject(this.refusal);
+    this.refusalCheck ??= (async () => {
+      const result = await this.side.probe(this.options.probeTimeout);
+      this.refusalCheckedAt = performance.now();
+      if (this.closed) throw new ServerDownError("closed");
+      if (!result.ok && result.refusal) {
+        this.refusal = new ConnectFailedError(result.refusal, this.hooks.url(), { cause: result.error });
+        throw this.refusal;
+      }
+      this.refusal = undefined;
+      if (result.ok) {
+        try {
+          await this.comeBack();
+          return;
+        } catch (e) {
+          if (this.closed) throw e;
+          log(`building a fresh pool failed (${describeError(e)}); probing again`);
+          this.state = "up";
+          this.goDown("reconnecting");
+          return this.gate();
+        }
+      }
+      // No longer refused, but not there: an outage.
+      this.state = "up";
+      this.goDown(result.reason);
+      return this.gate();
+    })().finally(() => {
+      this.refusalCheck = undefined;
+    });
+    return this.refusalCheck;
+  }
+
+  goDown(reason: string) {
     if (this.state === "down" || this.closed) return;
     this.state = "down";
     this.downSince = performance.now();
     this.downReason = reason;
     log(`server down (${reason}): holding new calls, probing every ${this.options.probeInterval} ms`);
     this.emit({ state: "down", reason, generation: this.generation });
-    void this.retire().catch((e) => log(`retiring the old pool failed: ${e?.message ?? e}`));
+    try {
+      this.hooks.onDown();
+    } catch (e) {
+      log(`retiring the old pool failed (${describeError(e)})`);
+    }
     this.back = this.probeUntilUp();
     this.back.catch(() => undefined);
   }
 
   private async probeUntilUp(): Promise<void> {
+    let timeout = this.options.probeTimeout;
     for (;;) {
       if (this.closed) throw new ServerDownError("closed");
-      const result = await probe(this.target!, this.options.probeTimeout);
+      const result = await this.side.probe(timeout);
+      if (this.closed) throw new ServerDownError("closed");
+      if (!result.ok && result.refusal) {
+        // It answers again, but refuses us: held callers learn that at the gate.
+        this.refusal = new ConnectFailedError(result.refusal, this.hooks.url(), { cause: result.error });
+        this.refusalCheckedAt = performance.now();
+        return;
+      }
       if (result.ok) {
         try {
-          await this.reconnect();
-          break;
-        } catch (e: any) {
-          log(`building a fresh pool failed (${e?.code ?? e?.message}); probing again`);
+          await this.comeBack();
+          return;
+        } catch (e) {
+          if (this.closed) throw new ServerDownError("closed");
+          log(`building a fresh pool failed (${describeError(e)}); probing again`);
         }
       } else {
         this.downReason = result.reason;
+        if (result.reason === "no answer") timeout = Math.min(timeout * PROBE_GROWTH, this.options.probeTimeout * PROBE_MAX_FACTOR);
       }
-      await new Promise((r) => setTimeout(r, this.options.probeInterval));
+      // Jitter: several app instances probing one server do not move in step.
+      await this.sleep(this.options.probeInterval * (0.75 + Math.random() / 2));
     }
+  }
+
+  private async comeBack() {
+    await this.hooks.reconnect();
+    if (this.closed) throw new ServerDownError("closed");
     this.generation++;
     this.state = "up";
     const downForMs = Math.round(performance.now() - this.downSince);
     log(`server back after ${downForMs} ms: generation ${this.generation}, fresh pool`);
     this.emit({ state: "up", reason: "server accepts connections", downForMs, generation: this.generation });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.sleeps.delete(entry);
+          resolve();
+        }, ms),
+        wake: resolve,
+      };
+      this.sleeps.add(entry);
+    });
   }
 
   private emit(change: StateChange) {
@@ -192,7 +284,18 @@ export class ServerHealth {
     }
   }
 
+  /** Stops probing and wakes every wait; held callers fail unsent. Leaves no timer behind. */
   close() {
     this.closed = true;
+    for (const s of this.sleeps) {
+      clearTimeout(s.timer);
+      s.wake();
+    }
+    this.sleeps.clear();
+    this.side.close();
   }
+}
+
+function describeRefusal(reason: ConnectFailure): string {
+  return reason === "auth" ? "authentication failed" : reason === "access" ? "access denied" : reason === "unknown-database" ? "unknown database" : reason;
 }

@@ -9,25 +9,55 @@ export interface ResilientAdapterOptions {
   onStateChange?: (change: StateChange) => void;
   /**
    * ms a call waits for the server while it is down, before it fails unsent and the retry loop
-   * decides again (it bounds how far past its deadline an operation can end). Default 200.
+   * decides again (it bounds how far past its deadline an operation can end). Default 200, at least 50
+   * (a shorter wait only makes the retry loop spin).
    */
   outageWait?: number;
-  /** ms between probes while the server is down. Default 50. */
+  /** ms between probes while the server is down (± 25 % jitter). Default 50, at least 10. */
   probeInterval?: number;
-  /** ms a probe waits for a TCP connection. Default 1000. */
+  /** ms a probe (a complete, authenticated connection) waits for an answer. Default 1000, at least 10. */
   probeTimeout?: number;
+  /**
+   * ms a call may wait for a reply without a byte from the server (or for a pool connection) before
+   * the adapter asks the server, over a side connection, what that session is doing: still executing
+   * → keep waiting; idle or gone → the connection is dead and is destroyed; server unreachable → an
+   * outage. It never cuts a query the server is still running. Default 1000, at least 100; 0 turns
+   * the watchdog off.
+   */
+  silentAfter?: number;
   /** End the server-side session of a silently dropped transaction (KILL <thread id>). Default true. */
   killGhostSessions?: boolean;
+  /**
+   * Exactly-once: a writing transaction leaves a mark with its COMMIT, so that a COMMIT whose reply
+   * is lost is verified (committed → the operation resolves; not → it is re-run) instead of being
+   * reported as OutcomeUnknownError. Writes outside a transaction (`createMany`, `updateMany`,
+   * `deleteMany`, `$executeRaw` DML) then run inside one. Needs the `_resilience_commits` table
+   * (created when missing and allowed). Default true.
+   */
+  verifyCommits?: boolean;
+  /** Called after each lost COMMIT reply was verified, with what was found and how long it took. Default none. */
+  onCommitVerified?: (outcome: CommitVerification) => void;
+  /** ms a lost COMMIT may take to verify (the old session ended, the mark read) before it is reported unknown. Default 10000, at least 100. */
+  verifyTimeout?: number;
 }
 
-export interface ResolvedAdapterOptions extends Required<Omit<ResilientAdapterOptions, "onStateChange">> {
+/** What verifying one lost COMMIT reply found. */
+export interface CommitVerification {
+  /** `committed`: the operation resolved; `not-committed`: it is re-run; `unknown`: OutcomeUnknownError. */
+  readonly verdict: "committed" | "not-committed" | "unknown";
+  /** ms the verification took (reaching the server, ending the old session, reading the mark). */
+  readonly ms: number;
+}
+
+export interface ResolvedAdapterOptions extends Required<Omit<ResilientAdapterOptions, "onStateChange" | "onCommitVerified">> {
   onStateChange?: (change: StateChange) => void;
+  onCommitVerified?: (outcome: CommitVerification) => void;
 }
 
 export function resolveAdapterOptions(options: ResilientAdapterOptions | undefined): ResolvedAdapterOptions {
   if (options === undefined) options = {};
   if (typeof options !== "object" || options === null) throw new TypeError("withResilience(): options must be an object");
-  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "killGhostSessions"]);
+  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "silentAfter", "killGhostSessions", "verifyCommits", "verifyTimeout", "onCommitVerified"]);
   for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`withResilience(): unknown option \`${key}\``);
   const ms = (name: keyof ResilientAdapterOptions, fallback: number, min: number) => {
     const v = options![name];
@@ -37,17 +67,30 @@ export function resolveAdapterOptions(options: ResilientAdapterOptions | undefin
     }
     return v;
   };
-  if (options.onStateChange !== undefined && typeof options.onStateChange !== "function") {
-    throw new TypeError("withResilience(): `onStateChange` must be a function");
+  for (const name of ["onStateChange", "onCommitVerified"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") throw new TypeError(`withResilience(): \`${name}\` must be a function`);
   }
-  if (options.killGhostSessions !== undefined && typeof options.killGhostSessions !== "boolean") {
-    throw new TypeError("withResilience(): `killGhostSessions` must be true or false");
+  for (const name of ["killGhostSessions", "verifyCommits"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean") throw new TypeError(`withResilience(): \`${name}\` must be true or false`);
   }
   return {
     onStateChange: options.onStateChange,
-    outageWait: ms("outageWait", 200, 0),
-    probeInterval: ms("probeInterval", 50, 1),
-    probeTimeout: ms("probeTimeout", 1000, 1),
+    onCommitVerified: options.onCommitVerified,
+    outageWait: ms("outageWait", 200, 50),
+    probeInterval: ms("probeInterval", 50, 10),
+    probeTimeout: ms("probeTimeout", 1000, 10),
+    silentAfter: silentAfter(options.silentAfter),
     killGhostSessions: options.killGhostSessions ?? true,
+    verifyCommits: options.verifyCommits ?? true,
+    verifyTimeout: ms("verifyTimeout", 10_000, 100),
   };
+}
+
+function silentAfter(v: unknown): number {
+  if (v === undefined) return 1000;
+  if (v === 0) return 0;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 100) {
+    throw new TypeError(`withResilience(): \`silentAfter\` must be 0 (off) or a number of ms ≥ 100, got ${String(v)}`);
+  }
+  return v;
 }

@@ -3,8 +3,12 @@
 import type { FlightPhase } from "../adapter/flight.ts";
 
 export interface OutcomeUnknownDetails {
-  /** What was in flight: `commit` (a COMMIT) or `autocommit` (a write outside a transaction). */
-  inFlight: Extract<FlightPhase, "commit" | "autocommit"> | "unknown";
+  /**
+   * What was in flight: `commit` (a COMMIT), `autocommit` (a write outside a transaction), or
+   * `implicit-commit` (a statement of a transaction after one that commits implicitly, such as
+   * TRUNCATE or DDL, had run: part of the transaction may be committed).
+   */
+  inFlight: Extract<FlightPhase, "commit" | "autocommit"> | "implicit-commit" | "unknown";
   /** First keyword of the statement in flight ("COMMIT", "UPDATE" ...), when known. */
   statement?: string;
   /** Prisma operation (`create`, `$executeRaw`, `$transaction` ...). */
@@ -14,6 +18,8 @@ export interface OutcomeUnknownDetails {
   attempts: number;
   /** Server thread id of the connection that was lost, when known. */
   threadId?: number;
+  /** Commit verification ran and could not tell (the server, or the old session's server, was out of reach). */
+  verificationIncomplete?: boolean;
 }
 
 /**
@@ -30,6 +36,7 @@ export class OutcomeUnknownError extends Error {
   readonly model?: string;
   readonly attempts: number;
   readonly threadId?: number;
+  readonly verificationIncomplete?: boolean;
 
   constructor(details: OutcomeUnknownDetails, options: { cause: unknown }) {
     const what = details.model ? `${details.model}.${details.operation}` : details.operation;
@@ -38,11 +45,17 @@ export class OutcomeUnknownError extends Error {
         ? "while its COMMIT was in flight"
         : details.inFlight === "autocommit"
           ? `while its ${details.statement ?? "write"} statement was in flight (outside a transaction, so it commits on its own)`
-          : "during a write, and what had reached the server is not known (use withResilience() on the adapter to know)";
+          : details.inFlight === "implicit-commit"
+            ? "after a statement that commits implicitly (TRUNCATE, DDL, LOCK TABLES, a raw COMMIT …) had run inside the transaction, so part of it may be committed"
+            : "during a write, and what had reached the server is not known (use withResilience() on the adapter to know)";
+    const verification = details.verificationIncomplete
+      ? " Checking whether it committed could not complete in time (the server was out of reach)."
+      : "";
     super(
-      `${what}: the connection was lost ${flight}. The write may or may not have been applied; it was not retried.`,
+      `${what}: the connection was lost ${flight}. The write may or may not have been applied; it was not retried.${verification}`,
       { cause: options.cause },
     );
+    this.verificationIncomplete = details.verificationIncomplete;
     this.inFlight = details.inFlight;
     this.statement = details.statement;
     this.operation = details.operation;
@@ -63,6 +76,8 @@ export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" 
 export class ConnectFailedError extends Error {
   override readonly name = "ConnectFailedError";
   readonly code = "RESILIENCE_CONNECT_FAILED";
+  /** `reason` and `url` again: Prisma keeps an adapter error's `code`, `message` and `meta` only. */
+  readonly meta: { reason: ConnectFailure; url: string };
   constructor(
     readonly reason: ConnectFailure,
     /** The connection string with its password replaced by ****. */
@@ -70,6 +85,7 @@ export class ConnectFailedError extends Error {
     options: { cause: unknown },
   ) {
     super(`cannot connect to ${url}: ${describeFailure(reason, options.cause)}`, { cause: options.cause });
+    this.meta = { reason, url };
   }
 }
 

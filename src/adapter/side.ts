@@ -1,0 +1,302 @@
+// Side connections: the adapter's own short-lived connections to the server, beside the app's pool.
+// Probes, the silent-drop watchdog's session checks and ghost kills all use them. Each is a complete,
+// authenticated connection made with the adapter's own settings (URL or config, `stream` included)
+// and closed with COM_QUIT: the server does not count it as an aborted connect (a bare TCP connect
+// closed before the handshake is one, and on a remote server enough of those block the app's host,
+// error 1129). They need the mariadb driver; without it (another adapter) a TCP probe is the fallback.
+import { EventEmitter } from "node:events";
+import { connect as tcpConnect } from "node:net";
+import type { ConnectFailure } from "../errors/errors.ts";
+
+/** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
+export type ConnOptions = Record<string, any>;
+
+export interface ProbeTarget {
+  host?: string;
+  port?: number;
+  socketPath?: string;
+}
+
+export type ProbeResult =
+  | { ok: true }
+  | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
+
+/** How the server identifies itself: a restart or another server behind the same address differs. */
+export interface ServerIdentity {
+  hostname: string;
+  port: number;
+  /** Unix time the server started, in seconds (±1). */
+  started: number;
+}
+
+/** One app connection as the server sees it, read once when the pool opens it. */
+export interface SessionIdentity {
+  threadId: number;
+  user: string;
+  /** `ip:port` of the client socket as the server sees it (through a proxy: the proxy's side). */
+  host: string;
+  server: ServerIdentity;
+}
+
+const SERVER_SQL =
+  "SELECT @@hostname AS h, @@port AS p, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started FROM information_schema.GLOBAL_STATUS s WHERE s.VARIABLE_NAME = 'UPTIME'";
+export const SESSION_SQL =
+  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started " +
+  "FROM information_schema.PROCESSLIST p, information_schema.GLOBAL_STATUS s WHERE p.ID = CONNECTION_ID() AND s.VARIABLE_NAME = 'UPTIME'";
+
+export function serverIdentityOf(row: any): ServerIdentity | undefined {
+  if (!row) return undefined;
+  const started = Number(row.started);
+  if (!Number.isFinite(started)) return undefined;
+  return { hostname: String(row.h), port: Number(row.p), started };
+}
+
+export function sessionIdentityOf(row: any): SessionIdentity | undefined {
+  const server = serverIdentityOf(row);
+  if (!server || row.id === undefined || typeof row.host !== "string") return undefined;
+  return { threadId: Number(row.id), user: String(row.user), host: row.host, server };
+}
+
+export function sameServer(a: ServerIdentity, b: ServerIdentity): boolean {
+  return a.hostname === b.hostname && a.port === b.port && Math.abs(a.started - b.started) <= 1;
+}
+
+let driver: Promise<any> | undefined;
+function loadDriver(): Promise<any> {
+  driver ??= import("mariadb").then(
+    (m: any) => m.default ?? m,
+    () => undefined,
+  );
+  return driver;
+}
+
+/**
+ * Runs `connect` (a driver adapter factory's connect()) and returns the mariadb pool it creates, if
+ * it creates one. mariadb's Pool registers its own listeners in its constructor, synchronously
+ * inside connect() (before connect's first await), so `EventEmitter.prototype.on` is observed for
+ * exactly that synchronous stretch and restored before anything else can run. The adapter keeps its
+ * settings in a private field; this is how the probe learns them before any connection succeeds.
+ */
+export function capturePool<T>(connect: () => T): { result: T; pool?: any } {
+  const original = EventEmitter.prototype.on;
+  let pool: any;
+  EventEmitter.prototype.on = function (this: any, name: string | symbol, listener: (...args: any[]) => void) {
+    if (pool === undefined && this?.opts?.connOptions && typeof this.getConnection === "function") pool = this;
+    return original.call(this, name, listener);
+  } as typeof original;
+  try {
+    const result = connect();
+    return { result, pool };
+  } finally {
+    EventEmitter.prototype.on = original;
+  }
+}
+
+/**
+ * A timeout that a stalled event loop cannot fake: when it fires much later than asked (the loop
+ * was blocked, so an answer may be sitting unread), it gives the answer a fresh window; and it ends
+ * the wait only after already received I/O has been processed (setImmediate runs after the poll phase).
+ */
+export function patientTimeout(ms: number, fire: () => void): () => void {
+  let start = performance.now();
+  let stalls = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  const check = () => {
+    const late = performance.now() - start - ms;
+    if (late > Math.max(20, ms / 2) && stalls < 3) {
+      stalls++;
+      start = performance.now();
+      timer = setTimeout(check, ms);
+      return;
+    }
+    immediate = setImmediate(fire);
+  };
+  timer = setTimeout(check, ms);
+  return () => {
+    clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+  };
+}
+
+const AUTH_CODES = new Set([1045, 1698, 1251]);
+const ACCESS_CODES = new Set([1044, 1130, 1227, 1129]);
+const UNKNOWN_DB_CODES = new Set([1049]);
+const ACCESS_KINDS: Record<string, ConnectFailure> = {
+  AuthenticationFailed: "auth",
+  DatabaseAccessDenied: "access",
+  DatabaseDoesNotExist: "unknown-database",
+};
+
+/** The refusal an error carries at any depth (wrong password, no access, unknown database), if any. */
+export function refusalOf(error: unknown): { reason: ConnectFailure; cause: unknown } | undefined {
+  const seen = new Set<unknown>();
+  const visit = (e: any, depth: number): { reason: ConnectFailure; cause: unknown } | undefined => {
+    if (depth > 6 || e === null || e === undefined || seen.has(e)) return undefined;
+    if (typeof e === "string") {
+      // The driver adapter keeps a pool timeout's cause only as text.
+      const m = /\bno: (\d{4})\b/.exec(e) ?? /\b(1045|1044|1049|1698|1130)\b/.exec(e);
+      const code = m ? Number(m[1]) : /access denied/i.test(e) ? 1045 : /unknown database/i.test(e) ? 1049 : undefined;
+      const reason = code === undefined ? undefined : AUTH_CODES.has(code) ? "auth" : ACCESS_CODES.has(code) ? "access" : UNKNOWN_DB_CODES.has(code) ? "unknown-database" : undefined;
+      return reason ? { reason, cause: e } : undefined;
+    }
+    if (typeof e !== "object") return undefined;
+    seen.add(e);
+    if (typeof e.kind === "string" && ACCESS_KINDS[e.kind]) return { reason: ACCESS_KINDS[e.kind], cause: e };
+    const errno = typeof e.errno === "number" ? e.errno : typeof e.kind === "string" && typeof e.code === "number" ? e.code : undefined;
+    if (errno !== undefined) {
+      if (AUTH_CODES.has(errno)) return { reason: "auth", cause: e };
+      if (ACCESS_CODES.has(errno)) return { reason: "access", cause: e };
+      if (UNKNOWN_DB_CODES.has(errno)) return { reason: "unknown-database", cause: e };
+    }
+    return visit(e.meta?.driverAdapterError, depth + 1) ?? visit(e.cause, depth + 1);
+  };
+  return visit(error, 0);
+}
+
+/** The connection string of these options, with the password as ****. */
+export function redactedUrl(o: ConnOptions | undefined): string {
+  if (!o) return "mysql://(unknown)";
+  const user = o.user ? `${encodeURIComponent(String(o.user))}:****@` : "";
+  const host = o.socketPath ? "localhost" : `${o.host ?? "localhost"}:${o.port ?? 3306}`;
+  const query = o.socketPath ? `?socketPath=${encodeURIComponent(String(o.socketPath))}` : "";
+  return `mysql://${user}${host}/${o.database ?? ""}${query}`;
+}
+
+function failureOf(e: any): ProbeResult {
+  const refusal = refusalOf(e);
+  if (refusal) return { ok: false, reason: refusal.reason === "auth" ? "authentication failed" : refusal.reason === "access" ? "access denied" : "unknown database", refusal: refusal.reason, error: e };
+  const code = e?.code ?? e?.cause?.code;
+  if (code === "ECONNREFUSED" || code === "ENOENT") return { ok: false, reason: "connection refused", error: e };
+  if (e?.errno === 45012 || code === "ETIMEDOUT") return { ok: false, reason: "no answer", error: e };
+  // Too many connections: the server is there and answering.
+  if (e?.errno === 1040 || e?.errno === 1203) return { ok: true };
+  return { ok: false, reason: typeof code === "string" ? code : "connection lost", error: e };
+}
+
+/** An open side connection (mariadb ConnectionPromise). */
+export interface SideConnection {
+  query(sql: string, values?: unknown[]): Promise<any>;
+  end(): Promise<void>;
+  destroy(): void;
+}
+
+/**
+ * Opens side connections and remembers the ones still being made, so that close() leaves nothing
+ * behind: an attempt that answers after its caller gave up is closed properly when it does.
+ */
+export class SideConnections {
+  private closed = false;
+  private readonly open = new Set<SideConnection>();
+  /** How long the last successful side connection took to open, in ms. */
+  private lastAnswerMs = 0;
+
+  constructor(
+    private readonly config: () => ConnOptions | undefined,
+    private readonly target: () => ProbeTarget | undefined,
+  ) {}
+
+  get canConnect(): boolean {
+    return this.config() !== undefined || this.target() !== undefined;
+  }
+
+  /** Opens a side connection, or says why it could not within `timeoutMs` (a stalled loop excepted). */
+  async connect(timeoutMs: number): Promise<{ conn?: SideConnection; result: ProbeResult }> {
+    const config = this.config();
+    const mariadb = config ? await loadDriver() : undefined;
+    if (!config || !mariadb) return { result: await this.tcpProbe(timeoutMs) };
+    if (this.closed) return { result: { ok: false, reason: "closed" } };
+    // A server known to take longer than `timeoutMs` to accept a connection is given that time
+    // (a probeTimeout below a round trip must not turn a slow answer into an outage).
+    const waitMs = Math.max(timeoutMs, this.lastAnswerMs * 3);
+    const t0 = performance.now();
+    return await new Promise((resolve) => {
+      let done = false;
+      const cancel = patientTimeout(waitMs, () => {
+        done = true;
+        resolve({ result: { ok: false, reason: "no answer" } });
+      });
+      // The driver's own connectTimeout is only the backstop of an attempt nobody waits for any more.
+      const attempt: Promise<SideConnection> = mariadb.createConnection({
+        ...config,
+        connectTimeout: Math.max(10_000, timeoutMs * 4),
+        socketTimeout: 0,
+        queryTimeout: 0,
+      });
+      attempt.then(
+        (conn) => {
+          (conn as any).on?.("error", () => undefined);
+          this.lastAnswerMs = performance.now() - t0; // late answers count too
+          if (done || this.closed) {
+            void conn.end().catch(() => conn.destroy());
+            return;
+          }
+          done = true;
+          cancel();
+          this.open.add(conn);
+          resolve({ conn, result: { ok: true } });
+        },
+        (e) => {
+          if (done) return;
+          done = true;
+          cancel();
+          resolve({ result: failureOf(e) });
+        },
+      );
+    });
+  }
+
+  /** Closes a side connection with COM_QUIT (or destroys it when `force`: a statement is stuck). */
+  async release(conn: SideConnection, force = false) {
+    this.open.delete(conn);
+    if (force) conn.destroy();
+    else await conn.end().catch(() => conn.destroy());
+  }
+
+  /**
+   * A probe: a complete connection, closed at once. A connection lost half-way (the server accepted
+   * it, then it was reset or killed) is tried once more: only a refusal or no answer is an outage.
+   */
+  async probe(timeoutMs: number): Promise<ProbeResult> {
+    for (let attempt = 0; ; attempt++) {
+      const { conn, result } = await this.connect(timeoutMs);
+      if (conn) await this.release(conn);
+      if (result.ok || result.refusal || attempt > 0 || this.closed) return result;
+      if (result.reason === "connection refused" || result.reason === "no answer") return result;
+    }
+  }
+
+  /** Server identity over a side connection. */
+  static async serverIdentity(conn: SideConnection): Promise<ServerIdentity | undefined> {
+    // undefined where GLOBAL_STATUS is not in information_schema (MySQL 8): then nothing is killed.
+    const rows = await conn.query(SERVER_SQL).catch(() => undefined);
+    return serverIdentityOf(rows?.[0]);
+  }
+
+  /** Without the driver's settings (another adapter): a TCP connect; it does count as an aborted connect. */
+  private tcpProbe(timeoutMs: number): Promise<ProbeResult> {
+    const target = this.target();
+    if (!target) return Promise.resolve({ ok: false, reason: "unknown server" });
+    return new Promise((resolve) => {
+      const socket = target.socketPath
+        ? tcpConnect({ path: target.socketPath })
+        : tcpConnect({ host: target.host ?? "localhost", port: target.port ?? 3306 });
+      const done = (result: ProbeResult) => {
+        cancel();
+        socket.destroy();
+        resolve(result);
+      };
+      const cancel = patientTimeout(timeoutMs, () => done({ ok: false, reason: "no answer" }));
+      socket.once("connect", () => done({ ok: true }));
+      socket.once("error", (e: NodeJS.ErrnoException) =>
+        done({ ok: false, reason: e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "connection refused" : (e.code ?? "connection lost") }),
+      );
+    });
+  }
+
+  close() {
+    this.closed = true;
+    for (const conn of this.open) conn.destroy();
+    this.open.clear();
+  }
+}
