@@ -42,6 +42,7 @@ try {
       downMs: 500,
       seed,
       keyPrefix: `demo-${mode}-${Date.now().toString(36)}`,
+      mix: "classic",
       onProgress: (p) =>
         process.stdout.write(`\r  ${label}: ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s, ${p.ops} operations, ${p.failures} failed   `),
     });

@@ -2,9 +2,9 @@
 // duplicating a write. The public entry: everything a user imports comes from here.
 export { resilience } from "./extension/extension.ts";
 export { withResilience, isResilientAdapter, type AdapterFactoryLike } from "./adapter/adapter.ts";
-export type { ResilientAdapterOptions } from "./adapter/options.ts";
+export type { ResilientAdapterOptions, CommitVerification } from "./adapter/options.ts";
 export type { StateChange, HealthState } from "./adapter/health.ts";
-export { classify, provesNotSent, unavailableReason, type ErrorClass, type ClassifyOptions } from "./errors/classify.ts";
+export { classify, provesNotSent, serverAnswered, unavailableReason, type ErrorClass, type ClassifyOptions } from "./errors/classify.ts";
 export { OutcomeUnknownError, isOutcomeUnknown, DatabaseUnavailableError, type OutcomeUnknownDetails, type UnavailableDetails } from "./errors/errors.ts";
 export { flightOf, mayHaveCommitted, type FlightRecord, type FlightPhase } from "./adapter/flight.ts";
 export type { ResilienceOptions, RetryContext, BackoffOptions } from "./extension/options.ts";

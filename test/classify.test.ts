@@ -4,9 +4,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
-import { mayHaveCommitted, type FlightRecord } from "../src/adapter/flight.ts";
+import { serverAnswered } from "../src/errors/classify.ts";
+import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/adapter/flight.ts";
 import { resolveOptions } from "../src/extension/options.ts";
-import { firstKeyword, isReadOnlySql } from "../src/adapter/sql.ts";
+import { firstKeyword, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/adapter/sql.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 describe("classify", () => {
@@ -30,6 +31,14 @@ describe("classify", () => {
   });
 });
 
+describe("serverAnswered", () => {
+  for (const shape of shapes.filter((s) => s.answered !== undefined)) {
+    test(`${shape.name}: ${shape.answered ? "answered by the server (not applied)" : "no answer (outcome open)"}`, () => {
+      assert.equal(serverAnswered(shape.error), shape.answered);
+    });
+  }
+});
+
 describe("provesNotSent", () => {
   for (const shape of shapes.filter((s) => s.notSent !== undefined)) {
     test(`${shape.name}: ${shape.notSent ? "not sent" : "may have been sent"}`, () => {
@@ -39,7 +48,7 @@ describe("provesNotSent", () => {
 });
 
 describe("mayHaveCommitted", () => {
-  const record = (r: Partial<FlightRecord>): FlightRecord => ({ phase: "statement", statement: "INSERT", readOnly: false, notSent: false, ...r });
+  const record = (r: Partial<FlightRecord>): FlightRecord => ({ phase: "statement", statement: "INSERT", readOnly: false, notSent: false, answered: false, committedEarlier: false, ...r });
   test("a COMMIT that may have been sent may have committed", () => {
     assert.equal(mayHaveCommitted(record({ phase: "commit", statement: "COMMIT" })), true);
   });
@@ -52,6 +61,39 @@ describe("mayHaveCommitted", () => {
   });
   test("statements of an open transaction, BEGIN and ROLLBACK did not", () => {
     for (const phase of ["statement", "begin", "rollback"] as const) assert.equal(mayHaveCommitted(record({ phase })), false);
+  });
+  test("a COMMIT or an autocommit write the server answered with an error did not", () => {
+    assert.equal(mayHaveCommitted(record({ phase: "commit", statement: "COMMIT", answered: true })), false);
+    assert.equal(mayHaveCommitted(record({ phase: "autocommit", answered: true })), false);
+  });
+  test("after a statement that commits implicitly, anything may have committed, answered or not", () => {
+    for (const phase of ["statement", "commit", "rollback"] as const) {
+      assert.equal(mayHaveCommitted(record({ phase, committedEarlier: true })), true);
+      assert.equal(mayHaveCommitted(record({ phase, committedEarlier: true, answered: true, notSent: true })), true);
+    }
+  });
+});
+
+describe("flight records on a shared error object", () => {
+  test("a COMMIT's record wins over a statement's tagged earlier on the same error", () => {
+    const shared = Object.assign(new Error("socket has unexpectedly been closed"), { errno: 45009, sqlState: "08S01", code: "ER_SOCKET_UNEXPECTED_CLOSE" });
+    tag(shared, makeRecord("statement", shared, "INSERT INTO x VALUES (1)", "INSERT", false));
+    tag(shared, makeRecord("commit", shared, "COMMIT", "COMMIT", false));
+    assert.equal(flightOf(shared)?.phase, "commit");
+    assert.equal(mayHaveCommitted(flightOf(shared)!), true);
+  });
+  test("a later harmless record does not replace one that may have committed", () => {
+    const shared = Object.assign(new Error("socket has unexpectedly been closed"), { errno: 45009, sqlState: "08S01" });
+    tag(shared, makeRecord("commit", shared, "COMMIT", "COMMIT", false));
+    tag(shared, makeRecord("rollback", shared, "ROLLBACK", "ROLLBACK", false));
+    assert.equal(flightOf(shared)?.phase, "commit");
+  });
+  test("a server's error answer is recorded as answered; a multi-statement text's is not", () => {
+    const deadlock = Object.assign(new Error("Deadlock found"), { errno: 1213, sqlState: "40001", sqlMessage: "Deadlock found" });
+    assert.equal(makeRecord("autocommit", deadlock, "UPDATE x SET a = 1", "UPDATE", false).answered, true);
+    assert.equal(makeRecord("autocommit", deadlock, "INSERT INTO y VALUES (1); UPDATE x SET a = 1", "INSERT", false).answered, false);
+    const lost = Object.assign(new Error("Lost connection"), { errno: 2013, sqlState: "HY000" });
+    assert.equal(makeRecord("commit", lost, "COMMIT", "COMMIT", false).answered, false);
   });
 });
 
@@ -66,6 +108,14 @@ describe("SQL read-only check", () => {
     "EXPLAIN SELECT 1",
     "WITH x AS (SELECT 1) SELECT * FROM x",
     "SELECT * FROM User FOR UPDATE",
+    "SELECT 'a;b' AS x",
+    "SELECT 1;",
+    "SELECT \"DELETE; x\"",
+    "SELECT 1 -- ; DELETE FROM x",
+    "DESCRIBE Ledger",
+    "EXPLAIN Ledger",
+    "EXPLAIN FORMAT=JSON SELECT 1",
+    "SELECT PREVIOUS VALUE FOR seq",
   ];
   const writes = [
     "INSERT INTO Ledger VALUES (1)",
@@ -78,9 +128,60 @@ describe("SQL read-only check", () => {
     "WITH x AS (SELECT 1) UPDATE User SET balance = 2",
     "/* SELECT */ INSERT INTO Ledger VALUES (1)",
     "",
+    // issue 9: executable comments run, EXPLAIN ANALYZE / ANALYZE execute, sequences advance,
+    // and a second statement can write.
+    "/*!50000 INSERT INTO Ledger VALUES (1) */ SELECT 1",
+    "SELECT 1 /*M! , (INSERT INTO x VALUES (1)) */",
+    "EXPLAIN ANALYZE DELETE FROM Ledger",
+    "ANALYZE DELETE FROM Ledger",
+    "EXPLAIN DELETE FROM Ledger",
+    "SELECT NEXT VALUE FOR seq",
+    "SELECT 1; DELETE FROM Ledger",
+    "SELECT 1;DELETE FROM Ledger",
+    "SHOW TABLES; DROP TABLE Ledger",
   ];
   for (const sql of reads) test(`read: ${JSON.stringify(sql)}`, () => assert.equal(isReadOnlySql(sql), true));
   for (const sql of writes) test(`write: ${JSON.stringify(sql)}`, () => assert.equal(isReadOnlySql(sql), false));
+  const implicit = [
+    "TRUNCATE TABLE Ledger",
+    "CREATE TABLE t (id INT)",
+    "ALTER TABLE Ledger ADD COLUMN x INT",
+    "DROP TABLE t",
+    "LOCK TABLES Ledger WRITE",
+    "UNLOCK TABLES",
+    "SET autocommit = 1",
+    "SET @@autocommit = 1",
+    "COMMIT",
+    "BEGIN",
+    "START TRANSACTION",
+    "ROLLBACK",
+    "CALL commits_inside()",
+    "GRANT SELECT ON app.* TO x",
+    "INSERT INTO Ledger VALUES (1); TRUNCATE Ledger",
+    "/*!40101 COMMIT */ SELECT 1",
+    "ANALYZE TABLE Ledger",
+    "RENAME TABLE a TO b",
+  ];
+  const inside = [
+    "INSERT INTO Ledger VALUES (1)",
+    "UPDATE Ledger SET amount = 1",
+    "SELECT 1",
+    "SAVEPOINT s1",
+    "ROLLBACK TO SAVEPOINT s1",
+    "ROLLBACK TO s1",
+    "RELEASE SAVEPOINT s1",
+    "SET @x = 1",
+    "CREATE TEMPORARY TABLE t (id INT)",
+    "DROP TEMPORARY TABLE t",
+    "INSERT INTO Ledger (note) VALUES ('COMMIT; TRUNCATE x')",
+  ];
+  for (const sql of implicit) test(`may commit implicitly: ${JSON.stringify(sql)}`, () => assert.equal(mayCommitImplicitly(sql), true));
+  for (const sql of inside) test(`stays in the transaction: ${JSON.stringify(sql)}`, () => assert.equal(mayCommitImplicitly(sql), false));
+  test("multi-statement text is told apart from one statement with a ; in a string", () => {
+    assert.equal(isMultiStatement("INSERT INTO x VALUES ('a;b')"), false);
+    assert.equal(isMultiStatement("INSERT INTO x VALUES (1);"), false);
+    assert.equal(isMultiStatement("INSERT INTO x VALUES (1); INSERT INTO x VALUES (2)"), true);
+  });
   test("firstKeyword skips comments and parentheses", () => {
     assert.equal(firstKeyword("/* a */ -- b\n ( select 1)"), "SELECT");
     assert.equal(firstKeyword("COMMIT"), "COMMIT");
@@ -128,7 +229,9 @@ describe("options", () => {
   const badAdapterOptions: Array<[string, unknown, RegExp]> = [
     ["not an object", 3, /options must be an object/],
     ["unknown key", { outageWaitMs: 1 }, /unknown option `outageWaitMs`/],
-    ["negative outageWait", { outageWait: -1 }, /`outageWait` must be a number of ms ≥ 0/],
+    ["negative outageWait", { outageWait: -1 }, /`outageWait` must be a number of ms ≥ 50/],
+    ["verifyCommits not boolean", { verifyCommits: "yes" }, /`verifyCommits` must be true or false/],
+    ["verifyTimeout too small", { verifyTimeout: 10 }, /`verifyTimeout` must be a number of ms ≥ 100/],
     ["zero probeInterval", { probeInterval: 0 }, /`probeInterval` must be a number of ms ≥ 1/],
     ["string probeTimeout", { probeTimeout: "1s" }, /`probeTimeout`/],
     ["onStateChange not a function", { onStateChange: true }, /`onStateChange` must be a function/],

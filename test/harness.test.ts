@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { bareClient } from "./support/clients.ts";
-import { isDriverInitRejection } from "./support/driver-bug.ts";
+import { driverInitRejections, isDriverInitRejection, markAsSetupFailure } from "./support/driver-bug.ts";
 import { requireServerBinaries, startDatabase, type TestDatabase } from "./support/mariadb.ts";
 import { startProxy, type FaultProxy } from "./support/proxy.ts";
 
@@ -55,7 +55,7 @@ describe("server", () => {
 
   test("starts with the migration applied and serves Prisma", async () => {
     const tables = await db.admin<any[]>(`SHOW TABLES FROM \`${db.database}\``);
-    assert.deepEqual(tables.map((r) => Object.values(r)[0]).sort(), ["Ledger", "Post", "User"]);
+    assert.deepEqual(tables.map((r) => Object.values(r)[0]).sort(), ["Ledger", "Post", "User", "_resilience_commits"]);
     const prisma = bareClient(db.url);
     try {
       const user = await prisma.user.create({ data: { email: "harness@example.com" } });
@@ -68,17 +68,63 @@ describe("server", () => {
 });
 
 describe("driver-bug filter", () => {
-  test("tolerates only the mariadb init socket error, nothing else", () => {
-    const socket = Object.assign(new Error("read ECONNRESET"), { errno: -104, code: "ECONNRESET", fatal: true, sqlState: "HY000" });
-    assert.equal(isDriverInitRejection(socket), true);
-    assert.equal(isDriverInitRejection(new Error("read ECONNRESET")), false);
-    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { code: "P2002", fatal: true, sqlState: "HY000" })), false);
-    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { errno: 1045, code: "ER_ACCESS_DENIED_ERROR", fatal: true, sqlState: "HY000" })), false);
+  test("tolerates only the mariadb init socket error shapes, and only from a connection's set-up", () => {
+    const marked = <T extends object>(e: T): T => (markAsSetupFailure(e), e);
+    const socket = () => Object.assign(new Error("read ECONNRESET"), { errno: -104, code: "ECONNRESET", fatal: true, sqlState: "HY000" });
+    assert.equal(isDriverInitRejection(marked(socket())), true);
+    assert.equal(isDriverInitRejection(socket()), false, "the same shape from a query is not swallowed");
+    assert.equal(isDriverInitRejection(marked(new Error("read ECONNRESET"))), false);
+    assert.equal(isDriverInitRejection(marked(Object.assign(new Error("x"), { code: "P2002", fatal: true, sqlState: "HY000" }))), false);
+    assert.equal(isDriverInitRejection(marked(Object.assign(new Error("x"), { errno: 1045, code: "ER_ACCESS_DENIED_ERROR", fatal: true, sqlState: "HY000" }))), false);
     assert.equal(isDriverInitRejection("ECONNRESET"), false);
-    const closed = Object.assign(new Error("socket has unexpectedly been closed"), { errno: 45009, code: "ER_SOCKET_UNEXPECTED_CLOSE", fatal: true, sqlState: "08S01" });
-    assert.equal(isDriverInitRejection(closed), true);
-    assert.equal(isDriverInitRejection({ ...closed, fatal: false }), false);
-    assert.equal(isDriverInitRejection(Object.assign(new Error("x"), { errno: 45013, code: "ER_CMD_CONNECTION_CLOSED", fatal: true, sqlState: "08S01" })), false);
+    const closed = () => Object.assign(new Error("socket has unexpectedly been closed"), { errno: 45009, code: "ER_SOCKET_UNEXPECTED_CLOSE", fatal: true, sqlState: "08S01" });
+    assert.equal(isDriverInitRejection(marked(closed())), true);
+    assert.equal(isDriverInitRejection(closed()), false);
+    assert.equal(isDriverInitRejection(marked({ ...closed(), fatal: false })), false);
+    assert.equal(isDriverInitRejection(marked(Object.assign(new Error("x"), { errno: 45013, code: "ER_CMD_CONNECTION_CLOSED", fatal: true, sqlState: "08S01" }))), false);
+  });
+
+  test("a real reset during a connection's init queries: the driver's unhandled rejection is tolerated and counted", async () => {
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      const before = driverInitRejections();
+      // timezone: "auto" makes the driver ask the server's time zone among its init queries; the
+      // proxy forwards that query and resets the client's side before the answer.
+      const lost = proxy.loseReplyTo("system_time_zone");
+      const connecting = mariadb
+        .createConnection({ host: proxy.host, port: proxy.port, user: db.user, password: db.password, database: db.database, timezone: "auto" })
+        .then(
+          () => assert.fail("the connection should have failed"),
+          (e: any) => e,
+        );
+      await lost;
+      const error = await connecting;
+      await sleep(100); // the driver's second rejection surfaces as unhandled on a later tick
+      assert.equal(driverInitRejections(), before + 1, "exactly one unhandled rejection, tolerated");
+      assert.equal(isDriverInitRejection(error), true);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a real reset of a query on an established connection has the same shape and is NOT tolerated", async () => {
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      const conn = await connect({ host: proxy.host, port: proxy.port });
+      const query = conn.query("SELECT SLEEP(3) AS query_probe").then(
+        () => assert.fail("the query should have failed"),
+        (e: any) => e,
+      );
+      await db.waitForStatement("query_probe");
+      proxy.resetAll();
+      const error = await query;
+      assert.equal(error.code, "ECONNRESET");
+      assert.equal(error.fatal, true);
+      assert.equal(isDriverInitRejection(error), false);
+      await conn.destroy();
+    } finally {
+      await proxy.close();
+    }
   });
 });
 

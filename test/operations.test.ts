@@ -13,6 +13,16 @@ import { startProxy, type FaultProxy } from "./support/proxy.ts";
 let db: TestDatabase;
 const client = faultSuite((started) => (db = started), { checkDuplicates: true });
 
+/**
+ * The app's URL with a wrong password. Built here, far from any Prisma call: Prisma prints the
+ * source lines around a failing call in its error message.
+ */
+function wrongPasswordUrl(): string {
+  const u = new URL(db.url);
+  u.password = "definitely-wrong";
+  return withParams(u.toString(), { acquireTimeout: 1000 });
+}
+
 /** Holds LOCK TABLES … WRITE from an admin session until released: app statements on it wait. */
 async function lockTable(table: string) {
   const conn = await db.adminConnection();
@@ -49,10 +59,16 @@ describe("connection reset right after its last use (ECONNRESET / EPIPE)", () =>
     await proxy.close();
   });
   const url = () => withParams(proxy.urlFor(db.url), { connectionLimit: 1 });
+  /** The app's one pooled connection is the proxy's only link (side connections of the wrapper have closed). */
+  async function onlyTheAppsLink() {
+    const deadline = performance.now() + 2000;
+    while (proxy.liveLinks > 1 && performance.now() < deadline) await sleep(10);
+  }
 
   test("a read is retried once and succeeds", async () => {
     const { prisma, retries } = client(url());
     await prisma.user.count();
+    await onlyTheAppsLink();
     assert.equal(proxy.staleAll(), 1);
     assert.equal(await prisma.user.count(), 0);
     assert.equal(retries.length, 1);
@@ -64,6 +80,7 @@ describe("connection reset right after its last use (ECONNRESET / EPIPE)", () =>
     const { prisma, retries } = client(url());
     const key = uniqueKey("begin-reset");
     await prisma.user.count();
+    await onlyTheAppsLink();
     assert.equal(proxy.staleAll(), 1);
     await prisma.ledger.create({ data: { key } });
     assert.equal(retries.length, 1);
@@ -127,8 +144,8 @@ describe("connection killed during a model query (P2039 45009)", () => {
     assert.equal(Number(row.balance), 5, "incremented once, not twice");
   });
 
-  test("an autocommit write killed in flight is NOT retried: typed unknown-outcome error", async () => {
-    const { prisma, retries } = client();
+  test("an autocommit write killed in flight is NOT retried: typed unknown-outcome error (verifyCommits: false)", async () => {
+    const { prisma, retries } = client(db.url, { adapter: { verifyCommits: false } });
     const key = uniqueKey("autocommit-kill");
     const lock = await lockTable("Ledger");
     const write = rejectionOf(prisma.ledger.createMany({ data: [{ key }] }), "an unknown-outcome error");
@@ -161,8 +178,8 @@ describe("connection killed during a raw query (P2010)", () => {
     assert.equal(retries[0].operation, "$queryRaw");
   });
 
-  test("$executeRaw INSERT killed: not retried, unknown outcome, no duplicate", async () => {
-    const { prisma, retries } = client();
+  test("$executeRaw INSERT killed: not retried, unknown outcome, no duplicate (verifyCommits: false)", async () => {
+    const { prisma, retries } = client(db.url, { adapter: { verifyCommits: false } });
     const key = uniqueKey("raw-insert-kill");
     const lock = await lockTable("Ledger");
     const write = rejectionOf(prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`, "an unknown-outcome error");
@@ -177,10 +194,10 @@ describe("connection killed during a raw query (P2010)", () => {
 });
 
 describe("COMMIT reply lost", () => {
-  test("a create whose COMMIT reached the server but whose reply was lost: typed error, no retry, one row", async () => {
+  test("a create whose COMMIT reached the server but whose reply was lost: typed error, no retry, one row (verifyCommits: false)", async () => {
     const proxy = await startProxy(db.host, db.port);
     try {
-      const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 2 }));
+      const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 2 }), { adapter: { verifyCommits: false } });
       const key = uniqueKey("commit-lost");
       await prisma.user.count();
       const lost = proxy.loseReplyTo("COMMIT");
@@ -219,17 +236,18 @@ describe("errors that must pass through unchanged", () => {
     assert.equal(retries.length, 0);
   });
 
-  test("wrong password: fails once, not retried, the real reason (1045) in its cause", async () => {
-    const u = new URL(db.url);
-    u.password = "definitely-wrong";
-    const { prisma, retries } = client(withParams(u.toString(), { acquireTimeout: 1000 }));
+  test("wrong password: fails once, not retried, a ConnectFailedError naming authentication", async () => {
+    const { prisma, retries } = client(wrongPasswordUrl());
     const started = performance.now();
     const error: any = await prisma.user.count().catch((e) => e);
     const elapsed = performance.now() - started;
-    assert.equal(error.code, "P2039");
-    assert.match(String(error.meta?.driverAdapterError?.cause?.cause), /1045|Access denied/);
+    assert.equal(error.name, "ConnectFailedError");
+    assert.equal(error.code, "RESILIENCE_CONNECT_FAILED");
+    assert.equal(error.reason, "auth");
+    assert.match(String(error.message), /1045|Access denied|authentication failed/);
+    assert.ok(!String(error.message).includes("definitely-wrong"), "no password in the message");
     assert.equal(retries.length, 0);
-    assert.ok(elapsed < 5000, `gave up after one pool timeout (${Math.round(elapsed)} ms), no retries`);
+    assert.ok(elapsed < 2000, `named at once (${Math.round(elapsed)} ms), no retries`);
   });
 });
 

@@ -2,7 +2,8 @@
 // wrapper attaches it to the error it rethrows; the extension reads it back to decide whether a
 // re-run is safe. It rides on the error itself (never on shared state), so concurrent operations
 // cannot see each other's records, and it costs nothing until something fails.
-import { provesNotSent } from "../errors/classify.ts";
+import { provesNotSent, serverAnswered } from "../errors/classify.ts";
+import { isMultiStatement } from "./sql.ts";
 
 /**
  * Where the failure happened:
@@ -26,6 +27,24 @@ export interface FlightRecord {
   readonly threadId?: number;
   /** Held back while the server was down: nothing was sent, and the wait itself paced the caller. */
   readonly heldBack?: boolean;
+  /**
+   * The server answered the call with an error (deadlock, lock wait timeout, read-only …): it did
+   * not take effect. Never set for multi-statement text, where an earlier statement may have.
+   */
+  readonly answered: boolean;
+  /**
+   * A statement of this transaction that may commit implicitly (TRUNCATE, DDL, LOCK TABLES, a raw
+   * COMMIT …) had been sent before the failure: part of the transaction may already be committed,
+   * so it is never re-run.
+   */
+  readonly committedEarlier: boolean;
+  /**
+   * For a COMMIT whose reply was lost, what commit verification found: `not-committed` (the old
+   * session is gone and its mark is not there: safe to re-run) or `unknown` (it could not tell).
+   */
+  readonly verification?: "committed" | "not-committed" | "unknown";
+  /** The connection was lost because the server went down (a probe right after found it so). */
+  readonly duringOutage?: boolean;
 }
 
 // Symbol.for: two copies of this package in one app still read each other's records.
@@ -37,20 +56,34 @@ const FLIGHT = Symbol.for("prisma-extension-resilience.flight");
  * the connection died.
  */
 export function mayHaveCommitted(record: FlightRecord): boolean {
-  if (record.notSent) return false;
+  if (record.committedEarlier) return true;
+  if (record.notSent || record.answered || record.verification === "not-committed") return false;
   if (record.phase === "commit") return true;
   return record.phase === "autocommit" && !record.readOnly;
 }
 
-export function makeRecord(
-  phase: FlightPhase,
-  error: unknown,
-  statement: string,
-  readOnly: boolean,
-  threadId?: number,
-  heldBack?: boolean,
-): FlightRecord {
-  return Object.freeze({ phase, statement, readOnly, notSent: heldBack === true || provesNotSent(error), threadId, heldBack });
+export interface RecordContext {
+  threadId?: number;
+  heldBack?: boolean;
+  committedEarlier?: boolean;
+  verification?: FlightRecord["verification"];
+  duringOutage?: boolean;
+}
+
+export function makeRecord(phase: FlightPhase, error: unknown, sql: string, statement: string, readOnly: boolean, context: RecordContext = {}): FlightRecord {
+  const { threadId, heldBack, committedEarlier = false, verification, duringOutage } = context;
+  return Object.freeze({
+    phase,
+    statement,
+    readOnly,
+    notSent: heldBack === true || provesNotSent(error),
+    threadId,
+    heldBack,
+    answered: serverAnswered(error) && !isMultiStatement(sql),
+    committedEarlier,
+    verification,
+    duringOutage: duringOutage || undefined,
+  });
 }
 
 /**
@@ -62,7 +95,10 @@ export function makeRecord(
 export function tag(error: unknown, record: FlightRecord): void {
   if (typeof error !== "object" || error === null) return;
   const e = error as Record<PropertyKey, any>;
-  if (e[FLIGHT]) return; // the innermost record is the truest
+  // The mariadb driver rejects every queued command with one error object: the record of a call
+  // that may have committed wins over the others, otherwise the first (innermost) one stays.
+  const existing: FlightRecord | undefined = e[FLIGHT];
+  if (existing && (mayHaveCommitted(existing) || !mayHaveCommitted(record))) return;
   Object.defineProperty(e, FLIGHT, { value: record, enumerable: false, configurable: true });
   if (e.name === "DriverAdapterError") return;
   try {

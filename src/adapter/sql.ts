@@ -1,27 +1,155 @@
-// What a statement does, judged from its text: only its first keyword counts, after comments.
+// What a statement does, judged from its text. Everything here answers "provably so" or "no": a
+// statement that cannot be read with certainty is taken as a write that may commit.
 
-const LEADING_NOISE = /^(?:\s+|\/\*[\s\S]*?\*\/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|\()+/;
-const READ_KEYWORDS = new Set(["SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALUES", "TABLE", "WITH"]);
-// Reads that still leave something behind.
-const SIDE_EFFECT = /\bINTO\s+(?:OUTFILE|DUMPFILE)\b|\bNEXTVAL\s*\(|\bSETVAL\s*\(/i;
-const WRITE_IN_WITH = /\b(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
+/** The text split into statements, with string literals emptied and plain comments removed. */
+export interface ScannedSql {
+  /** Each statement's code (strings emptied to '', comments dropped), trimmed, empty ones left out. */
+  statements: string[];
+  /** The text holds `/*! … *\/` or `/*M! … *\/`: comments the server executes as code. */
+  executableComment: boolean;
+}
+
+/** Splits SQL text into statements, skipping string literals, quoted identifiers and comments. */
+export function scanSql(sql: string): ScannedSql {
+  const statements: string[] = [];
+  let executableComment = false;
+  let current = "";
+  let i = 0;
+  const n = sql.length;
+  while (i < n) {
+    const c = sql[i];
+    if (c === "'" || c === '"' || c === "`") {
+      // A quoted string or identifier: doubled quotes and backslash escapes stay inside it.
+      let j = i + 1;
+      while (j < n) {
+        if (sql[j] === "\\" && c !== "`") j += 2;
+        else if (sql[j] === c && sql[j + 1] === c) j += 2;
+        else if (sql[j] === c) break;
+        else j++;
+      }
+      current += c === "`" ? sql.slice(i, j + 1) : `${c}${c}`;
+      i = j + 1;
+    } else if (c === "/" && sql[i + 1] === "*") {
+      if (sql[i + 2] === "!" || (sql[i + 2] === "M" && sql[i + 3] === "!")) executableComment = true;
+      const end = sql.indexOf("*/", i + 2);
+      i = end === -1 ? n : end + 2;
+      current += " ";
+    } else if ((c === "-" && sql[i + 1] === "-" && /[\s]/.test(sql[i + 2] ?? " ")) || c === "#") {
+      const end = sql.indexOf("\n", i);
+      i = end === -1 ? n : end + 1;
+      current += " ";
+    } else if (c === ";") {
+      if (current.trim()) statements.push(current.trim());
+      current = "";
+      i++;
+    } else {
+      current += c;
+      i++;
+    }
+  }
+  if (current.trim()) statements.push(current.trim());
+  return { statements, executableComment };
+}
 
 /** The statement's first keyword, upper-cased ("SELECT", "INSERT", "COMMIT" ...). */
 export function firstKeyword(sql: string): string {
-  const rest = sql.replace(LEADING_NOISE, "");
-  const m = /^[A-Za-z]+/.exec(rest);
-  return m ? m[0].toUpperCase() : "";
+  const [first] = scanSql(sql).statements;
+  return first ? leadingWords(first, 1)[0] ?? "" : "";
+}
+
+/** The first `count` words of a scanned statement, upper-cased, past opening parentheses. */
+function leadingWords(statement: string, count: number): string[] {
+  const words = statement.replace(/^[\s(]+/, "").match(/[A-Za-z_]+|[^\sA-Za-z_]/g) ?? [];
+  return words.slice(0, count).map((w) => w.toUpperCase());
+}
+
+/** More than one statement in one text: a later one can fail after an earlier one committed. */
+export function isMultiStatement(sql: string): boolean {
+  return scanSql(sql).statements.length > 1;
+}
+
+// Constructs that change something even inside a SELECT.
+const SIDE_EFFECT = /\bINTO\s+(?:OUTFILE|DUMPFILE)\b|\bNEXTVAL\s*\(|\bSETVAL\s*\(|\bNEXT\s+VALUE\s+FOR\b/i;
+const WRITE_WORD = /\b(?:INSERT|UPDATE|DELETE|REPLACE|MERGE|CALL|DO|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|LOAD|HANDLER)\b/i;
+const EXPLAIN_WORDS = new Set(["EXPLAIN", "DESCRIBE", "DESC"]);
+const STATEMENT_WORDS = new Set(["SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "TABLE", "VALUES", "ANALYZE", "EXPLAIN"]);
+
+function statementIsReadOnly(statement: string): boolean {
+  const [keyword] = leadingWords(statement, 1);
+  if (SIDE_EFFECT.test(statement)) return false;
+  switch (keyword) {
+    case "SELECT":
+    case "VALUES":
+    case "TABLE":
+    case "SHOW":
+      return true;
+    case "WITH":
+      // MySQL allows WITH … UPDATE/DELETE: only a WITH without any write word is provably a read.
+      return !WRITE_WORD.test(statement);
+  }
+  if (keyword && EXPLAIN_WORDS.has(keyword)) {
+    // `EXPLAIN tbl` / `DESCRIBE tbl` read a table's columns; `EXPLAIN [options] <statement>` is read-only
+    // only when the statement is (`EXPLAIN ANALYZE`, MariaDB's `ANALYZE`, runs it).
+    const rest = statement.replace(/^[\s(]*\w+\s*/, "").replace(/^(?:EXTENDED|PARTITIONS|FORMAT\s*=\s*\w+)\s*/i, "");
+    const [next] = leadingWords(rest, 1);
+    if (next === undefined) return false;
+    if (!STATEMENT_WORDS.has(next)) return /^[\w`.$]+(?:\s+[\w`%'.$]+)?$/.test(rest.trim());
+    if (next === "ANALYZE" || next === "EXPLAIN") return false;
+    return statementIsReadOnly(rest);
+  }
+  return false;
 }
 
 /**
- * True when re-running the statement cannot change data: SELECT, SHOW, DESCRIBE, EXPLAIN, VALUES,
- * TABLE, and WITH ... SELECT. A SELECT that writes a file or advances a sequence is not read-only.
- * (A SELECT calling a stored function that writes cannot be seen from here: see the README caveats.)
+ * True only when re-running the statement provably cannot change data: one statement (no `;`
+ * followed by another), no executable comment, and a SELECT, SHOW, VALUES, TABLE, a WITH without a
+ * write, or an EXPLAIN/DESCRIBE of one of those or of a table. A SELECT that writes a file or takes
+ * a sequence's next value is not read-only. (A SELECT calling a stored function that writes cannot
+ * be seen from here: see the README caveats.)
  */
 export function isReadOnlySql(sql: string): boolean {
-  const keyword = firstKeyword(sql);
-  if (!READ_KEYWORDS.has(keyword)) return false;
-  if (SIDE_EFFECT.test(sql)) return false;
-  if (keyword === "WITH" && WRITE_IN_WITH.test(sql)) return false;
-  return true;
+  const { statements, executableComment } = scanSql(sql);
+  if (executableComment || statements.length !== 1) return false;
+  return statementIsReadOnly(statements[0]);
+}
+
+// Statements that never end the transaction they run in. Everything else may commit implicitly
+// (DDL, TRUNCATE, LOCK/UNLOCK TABLES, a raw COMMIT/BEGIN/ROLLBACK, SET autocommit, account
+// management, CALL of a procedure that commits, LOAD DATA ...), and is taken to.
+const STAYS_IN_TRANSACTION = new Set(["SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "DO"]);
+
+function statementStaysInTransaction(statement: string): boolean {
+  const [w1, w2, w3] = leadingWords(statement, 3);
+  if (w1 === undefined) return true;
+  if (STAYS_IN_TRANSACTION.has(w1)) return true;
+  // ROLLBACK TO [SAVEPOINT] x undoes part of the transaction; a plain ROLLBACK ends it.
+  if (w1 === "ROLLBACK") return w2 === "TO" || (w2 === "WORK" && w3 === "TO");
+  // Session settings stay, except autocommit (SET autocommit = 1 commits) and passwords.
+  if (w1 === "SET") return !/\bAUTOCOMMIT\b|\bPASSWORD\b/i.test(statement);
+  // Temporary tables do not commit in MariaDB/MySQL.
+  if ((w1 === "CREATE" || w1 === "DROP") && w2 === "TEMPORARY") return true;
+  return false;
+}
+
+/**
+ * True when the statement may end the open transaction, committing what it had done (an "implicit
+ * commit"). Only statements provably inside the transaction return false.
+ */
+export function mayCommitImplicitly(sql: string): boolean {
+  const { statements, executableComment } = scanSql(sql);
+  if (executableComment) return true;
+  return !statements.every(statementStaysInTransaction);
+}
+
+const DML_START = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
+
+/**
+ * A single INSERT / UPDATE / DELETE / REPLACE: a write that can run inside a transaction of the
+ * wrapper's (so that its COMMIT can be verified). Anything else (reads, DDL, several statements,
+ * executable comments) runs as it is.
+ */
+export function isAutocommitDml(sql: string): boolean {
+  if (!DML_START.test(sql)) return false;
+  const { statements, executableComment } = scanSql(sql);
+  return !executableComment && statements.length === 1;
 }

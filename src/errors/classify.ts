@@ -127,10 +127,24 @@ const UNAVAILABLE_CODES = new Set([
   45037, // ER_CLOSING_POOL
 ]);
 
+// The server rolled the statement (1205) or the whole transaction back: nothing of it applied, so
+// it can always run again. Galera answers a certification failure with 1213, also on COMMIT.
 const CONFLICT_CODES = new Set([
-  1213, // ER_LOCK_DEADLOCK
+  1213, // ER_LOCK_DEADLOCK (and Galera's "wsrep aborted transaction")
+  1205, // ER_LOCK_WAIT_TIMEOUT
   1020, // ER_CHECKREAD: MariaDB snapshot isolation write conflict, transaction rolled back
 ]);
+
+// Answers of a server that cannot take the statement right now, but another (or this one later)
+// can: a Galera node outside the Primary component, a primary demoted to read-only by a failover.
+const WSREP_NOT_READY = 1047; // ER_UNKNOWN_COM_ERROR, which Galera reuses: "WSREP has not yet prepared node…"
+const READ_ONLY_CODES = new Set([
+  1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+  1836, // ER_READ_ONLY_MODE (MySQL)
+]);
+const OPTION_PREVENTS = 1290; // ER_OPTION_PREVENTS_STATEMENT: read-only only when its message says so
+const READ_ONLY_MESSAGE = /read[-_ ]only/i;
+const WSREP_MESSAGE = /wsrep/i;
 
 // Failures that can carry a connection SQLSTATE (08S01) but that a retry would only repeat.
 const NEVER_RETRY_CODES = new Set([
@@ -189,6 +203,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
     if (errno === POOL_TIMEOUT) return poolTimeoutClass(f);
     if (CONFLICT_CODES.has(errno)) return "conflict";
     if (UNAVAILABLE_CODES.has(errno)) return "unavailable";
+    if (refusesForNow(f)) return "unavailable";
     if (LOST_SERVER_CODES.has(errno) || LOST_DRIVER_CODES.has(errno)) return "connection-lost";
     if (errno === INACTIVITY_DISCONNECT) {
       if (options.flavor === "mysql") return "connection-lost";
@@ -228,6 +243,48 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
   return "fatal";
 }
 
+/** A Galera node not ready (1047) or a read-only server (1290/1792/1836): nothing applied. */
+function refusesForNow(f: ErrorFacts): boolean {
+  const { errno } = f;
+  if (errno === WSREP_NOT_READY) return f.messages.some((m) => WSREP_MESSAGE.test(m));
+  if (errno !== undefined && READ_ONLY_CODES.has(errno)) return true;
+  if (errno === OPTION_PREVENTS) return f.messages.some((m) => READ_ONLY_MESSAGE.test(m));
+  return false;
+}
+
+/** A Galera node that is not ready for the app (1047 WSREP): outside the Primary component, or still joining. */
+export function isWsrepNotReady(error: unknown): boolean {
+  const f = errorFacts(error);
+  return f.errno === WSREP_NOT_READY && f.messages.some((m) => WSREP_MESSAGE.test(m));
+}
+
+/** The server answered that it is read-only (a demoted primary, a replica): the write did not apply. */
+export function isReadOnlyAnswer(error: unknown): boolean {
+  const f = errorFacts(error);
+  return f.errno !== undefined && (READ_ONLY_CODES.has(f.errno) || (f.errno === OPTION_PREVENTS && f.messages.some((m) => READ_ONLY_MESSAGE.test(m))));
+}
+
+/**
+ * True when the server itself answered with an error (an ERR packet): the statement, or the COMMIT,
+ * did not take effect. A lost connection (no answer) is not one, nor is a server's "I am going
+ * away" (shutdown, killed connection), which can arrive while a COMMIT is under way.
+ */
+export function serverAnswered(error: unknown): boolean {
+  const f = errorFacts(error);
+  if (f.verdict) return false;
+  if (f.kind === "TransactionWriteConflict" || refusesForNow(f)) return true;
+  const errno = f.errno;
+  if (errno === undefined || LOST_SERVER_CODES.has(errno) || errno === INACTIVITY_DISCONNECT) return false;
+  if (f.sqlState?.startsWith("08")) return false;
+  return (errno >= 1000 && errno < 2000) || (errno >= 3000 && errno < 5000);
+}
+
+/** Prisma's `maxWait` ran out before a transaction could start (P2028): usually the app's own pool is busy. */
+export function isTransactionStartTimeout(error: unknown): boolean {
+  const f = errorFacts(error);
+  return f.prismaCode === "P2028" && f.messages.some((m) => START_TX_TIMEOUT.test(m));
+}
+
 // Codes that prove the failing statement never reached the server: the driver refused to send it on
 // a connection it already knew was closed, the write itself failed (EPIPE: the kernel did not take
 // the bytes; the driver sends the next command only after the reply to the last), or no connection
@@ -259,6 +316,8 @@ export function unavailableReason(error: unknown): string {
   if (f.kind === "TooManyConnections" || f.errno === 1040 || f.errno === 1203 || /too many connections/i.test(text)) {
     return "too many connections";
   }
+  if (isReadOnlyAnswer(error)) return "read-only";
+  if (f.errno === WSREP_NOT_READY) return "cluster node not ready";
   if (f.socketCode === "ECONNREFUSED" || /ECONNREFUSED|connection refused/i.test(text)) return "connection refused";
   if (/no answer/i.test(text)) return "no answer";
   if (f.errno === 45012 || f.socketCode === "ETIMEDOUT" || /ETIMEDOUT|connection timeout|connect timeout/i.test(text)) return "timed out";

@@ -1,10 +1,13 @@
 // resilience(): the Prisma Client extension. A query hook re-runs single operations; a `$transaction`
 // override re-runs whole transactions. On the hot path (no failure) the hook does one check and adds
 // one `.catch`; everything else happens in retry.ts, after a failure.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { isReadOnlySql } from "../adapter/sql.ts";
+import { isResilientAdapter } from "../adapter/adapter.ts";
+import { flightOf } from "../adapter/flight.ts";
+import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../adapter/sql.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",
@@ -43,34 +46,101 @@ function operationIsReadOnly(operation: string, args: unknown): boolean {
   return false;
 }
 
+function rawIsMultiStatement(operation: string, args: unknown): boolean {
+  if (!operation.startsWith("$")) return false;
+  const sql = rawSqlText(args);
+  return sql !== undefined && isMultiStatement(sql);
+}
+
+const PRISMA_DATABASE_ERRORS = new Set(["PrismaClientKnownRequestError", "PrismaClientUnknownRequestError", "DriverAdapterError"]);
+
+/**
+ * Did an error thrown inside a transaction callback come from the database? With withResilience()
+ * only errors that carry its flight record do; without it, Prisma's database error shapes. Anything
+ * else (an ECONNRESET from fetch, a Redis client, the app's own code) is the app's, and never makes
+ * the transaction run again.
+ */
+function fromDatabase(error: unknown, wrapped: boolean): boolean {
+  if (flightOf(error)) return true;
+  if (wrapped) return false;
+  let e: any = error;
+  for (let depth = 0; depth < 6 && typeof e === "object" && e !== null; depth++) {
+    if (PRISMA_DATABASE_ERRORS.has(e.name)) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
 type TransactionFn = (input: unknown, txOptions?: unknown) => Promise<unknown>;
 
-function makeTransaction(base: any, options: ResolvedOptions): TransactionFn {
+/**
+ * Without withResilience() nothing sees the statements of a transaction but the query hook: it
+ * marks the running attempt when a raw statement may commit implicitly (TRUNCATE, DDL, a raw
+ * COMMIT …), so that attempt is never re-run. With the wrapper, the adapter tracks it instead.
+ */
+interface AttemptState {
+  committedEarlier: boolean;
+}
+const attemptState = new AsyncLocalStorage<AttemptState>();
+
+function noteImplicitCommit(operation: string, args: unknown) {
+  if (!operation.startsWith("$")) return;
+  const sql = rawSqlText(args);
+  if (sql !== undefined && mayCommitImplicitly(sql)) {
+    const state = attemptState.getStore();
+    if (state) state.committedEarlier = true;
+  }
+}
+
+function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
     const startedAt = performance.now();
     if (typeof input === "function") {
       let returned = false;
+      let foreign = false;
+      const state: AttemptState = { committedEarlier: false };
+      const start = (run: () => Promise<unknown>) => (wrapped ? run() : attemptState.run(state, run));
       const once = () => {
         returned = false;
-        return base.$transaction(async (tx: unknown) => {
-          const result = await input(tx);
+        foreign = false;
+        state.committedEarlier = false;
+        return start(() => base.$transaction(async (tx: unknown) => {
+          let result: unknown;
+          try {
+            result = await input(tx);
+          } catch (error) {
+            foreign = !fromDatabase(error, wrapped);
+            throw error;
+          }
           returned = true;
           return result;
-        }, txOptions);
+        }, txOptions));
       };
       const what: Attempted = {
         operation: "$transaction",
         scope: "transaction",
         readOnly: () => false,
         committing: () => returned,
+        foreign: () => foreign,
+        committedEarlier: () => state.committedEarlier,
         startedAt,
       };
       return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
     }
     // Batch form: Prisma re-runs the same array of PrismaPromises when asked again.
-    const once = () => base.$transaction(input, txOptions);
-    const what: Attempted = { operation: "$transaction", scope: "transaction", readOnly: () => false, startedAt };
+    const state: AttemptState = { committedEarlier: false };
+    const once = () => {
+      state.committedEarlier = false;
+      return wrapped ? base.$transaction(input, txOptions) : attemptState.run(state, () => base.$transaction(input, txOptions));
+    };
+    const what: Attempted = {
+      operation: "$transaction",
+      scope: "transaction",
+      readOnly: () => false,
+      committedEarlier: () => state.committedEarlier,
+      startedAt,
+    };
     return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
   };
 }
@@ -89,37 +159,69 @@ function withTransactionOverride<C extends object>(extended: C, $transaction: Tr
   });
 }
 
+/** What `prisma.$extends(resilience)` hands the extension: a Prisma Client. */
+type ExtendableClient = { $extends: (...args: any[]) => unknown };
+type ResilienceExtension = ReturnType<typeof defineResilience>;
+
+function isClient(value: unknown): value is ExtendableClient {
+  return typeof value === "object" && value !== null && typeof (value as any).$extends === "function";
+}
+
+/** `prisma.$extends(resilience)`: Prisma calls an extension function with the client; defaults apply. */
+export function resilience(client: ExtendableClient): ReturnType<ResilienceExtension>;
 /**
  * The Prisma Client extension: re-runs an operation or a whole `$transaction` after a lost
  * connection, an unavailable server or a deadlock, when (and only when) nothing of it can have
- * committed. Put it last in your `$extends` chain.
+ * committed. Put it last in your `$extends` chain. Both forms work: `$extends(resilience({ … }))`,
+ * and `$extends(resilience)` for the defaults.
  *
  * ```ts
  * const prisma = new PrismaClient({ adapter: withResilience(new PrismaMariaDb(url)) }).$extends(resilience());
  * ```
  */
-export function resilience(options?: ResilienceOptions) {
-  const resolved = resolveOptions(options);
+// This overload comes last so that `Parameters<typeof resilience>` is the options form.
+export function resilience(options?: ResilienceOptions): ResilienceExtension;
+export function resilience(arg?: ResilienceOptions | ExtendableClient) {
+  if (isClient(arg)) return defineResilience(resolveOptions(undefined))(arg);
+  return defineResilience(resolveOptions(arg));
+}
+
+function defineResilience(resolved: ResolvedOptions) {
   return Prisma.defineExtension((client) => {
     const base = client as any;
+    const wrapped = isResilientAdapter(base._engineConfig?.adapter);
     const extended = client.$extends({
       name: "prisma-extension-resilience",
       query: {
         $allOperations({ model, operation, args, query, __internalParams }: any) {
           // Inside a transaction no single statement is retried: the whole transaction is.
-          if (__internalParams?.transaction) return query(args);
+          if (__internalParams?.transaction) {
+            if (!wrapped) noteImplicitCommit(operation, args);
+            return query(args);
+          }
           const startedAt = performance.now();
           return query(args).catch((error: unknown) =>
             retryAfterFailure(
               error,
               () => query(args),
-              { operation, model, scope: "operation", readOnly: () => operationIsReadOnly(operation, args), startedAt },
+              {
+                operation,
+                model,
+                scope: "operation",
+                readOnly: () => operationIsReadOnly(operation, args),
+                multiStatement: () => rawIsMultiStatement(operation, args),
+                startedAt,
+              },
               resolved,
             ),
           );
         },
       },
     });
-    return withTransactionOverride(extended, makeTransaction(base, resolved));
+    // With the wrapper, transactions run on the client below this extension: no hook per statement
+    // inside them (the adapter sees those statements). Without it, on the extended client, so the
+    // hook sees each raw statement of the transaction (implicit commits, above).
+    const host = wrapped ? base : extended;
+    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped));
   });
 }

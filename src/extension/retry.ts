@@ -2,8 +2,8 @@
 // It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
 // and re-runs through p-retry within the retry count and the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { classify, provesNotSent, unavailableReason, type ErrorClass } from "../errors/classify.ts";
-import { DatabaseUnavailableError, OutcomeUnknownError } from "../errors/errors.ts";
+import { classify, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../errors/classify.ts";
+import { ConnectFailedError, DatabaseUnavailableError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../errors/errors.ts";
 import { flightOf, mayHaveCommitted } from "../adapter/flight.ts";
 import { describeError, log } from "../log.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
@@ -18,6 +18,15 @@ export interface Attempted {
   readOnly: () => boolean;
   /** For an interactive transaction: the callback had returned, so the failure came at COMMIT. */
   committing?: () => boolean;
+  /**
+   * For an interactive transaction: the callback threw an error that did not come from the
+   * database (a fetch, a Redis client, the app's own code): the transaction is not re-run for it.
+   */
+  foreign?: () => boolean;
+  /** Without the adapter wrapper: a statement of this transaction may have committed implicitly. */
+  committedEarlier?: () => boolean;
+  /** A raw statement holding several statements: an error answer to one says nothing of the others. */
+  multiStatement?: () => boolean;
   /** `performance.now()` when the first attempt started. */
   startedAt: number;
 }
@@ -26,24 +35,34 @@ type Verdict = { retry: true; errorClass: ErrorClass } | { retry: false; error: 
 
 /**
  * Decides whether a failed attempt may run again. The rule: only when the failure proves that no
- * write of it can have committed (DESIGN contract 2). A COMMIT, or a write outside a transaction,
- * that may have reached the server is reported as OutcomeUnknownError, never re-run.
+ * write of it can have committed (DESIGN contract 2). An error the server answered (deadlock, lock
+ * wait timeout, read-only …) proves it: nothing took effect. A COMMIT, or a write outside a
+ * transaction, that may have reached the server and got no answer is reported as
+ * OutcomeUnknownError, never re-run.
  */
 export function judge(error: unknown, what: Attempted, options: ResolvedOptions, attempts: number): Verdict {
+  if (what.foreign?.()) return { retry: false, error };
   const errorClass = classify(error, { flavor: options.flavor });
-  if (errorClass === "fatal") return { retry: false, error };
-  const unknown = (inFlight: "commit" | "autocommit" | "unknown", statement?: string, threadId?: number) => ({
+  if (errorClass === "fatal") return { retry: false, error: rebuildTyped(error) };
+  const unknown = (inFlight: OutcomeUnknownDetails["inFlight"], statement?: string, threadId?: number, verificationIncomplete?: boolean) => ({
     retry: false as const,
     error: new OutcomeUnknownError(
-      { inFlight, statement, operation: what.operation, model: what.model, attempts, threadId },
+      { inFlight, statement, operation: what.operation, model: what.model, attempts, threadId, verificationIncomplete },
       { cause: error },
     ),
   });
 
   const record = flightOf(error);
+  if (what.committedEarlier?.() && !record?.committedEarlier) {
+    return errorClass === "connection-lost" ? unknown("implicit-commit") : { retry: false, error };
+  }
   if (record) {
+    if (record.committedEarlier) {
+      // Part of the transaction may be committed already (TRUNCATE, DDL …): a re-run would repeat it.
+      return errorClass === "connection-lost" ? unknown("implicit-commit", record.statement, record.threadId) : { retry: false, error };
+    }
     if (mayHaveCommitted(record)) {
-      return unknown(record.phase === "commit" ? "commit" : "autocommit", record.statement, record.threadId);
+      return unknown(record.phase === "commit" ? "commit" : "autocommit", record.statement, record.threadId, record.verification === "unknown" || undefined);
     }
     return { retry: true, errorClass };
   }
@@ -51,13 +70,33 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
   // No record: the adapter is not wrapped with withResilience(), or the error did not come from it.
   // Re-run only what the error itself proves safe.
   if (provesNotSent(error)) return { retry: true, errorClass };
+  if (serverAnswered(error) && !what.multiStatement?.()) return { retry: true, errorClass };
   if (what.committing) {
     // Interactive transaction: a failure inside the callback left nothing committed.
     return what.committing() ? unknown("commit", "COMMIT") : { retry: true, errorClass };
   }
-  if (errorClass === "conflict") return { retry: true, errorClass }; // the server rolled it back
   if (what.readOnly()) return { retry: true, errorClass };
   return unknown("unknown");
+}
+
+/**
+ * How a retryable failure is paid for: `stale` (a pooled connection that was already dead, nothing
+ * sent: what a pre-ping would have caught), `outage` (the server unavailable, nothing sent) and
+ * `conflict` (the server rolled it back) cost time, not `retries`; `counted` uses up one of them.
+ */
+type Budget = "stale" | "outage" | "conflict" | "counted";
+
+/**
+ * The adapter wrapper's ConnectFailedError (a wrong password, no access, an unknown database) comes
+ * back from Prisma as a PrismaClientKnownRequestError that keeps only its code, message and meta:
+ * the caller gets the typed error again, with Prisma's as its cause.
+ */
+function rebuildTyped(error: unknown): unknown {
+  const e = error as any;
+  if (e?.name !== "ConnectFailedError" && e?.code === "RESILIENCE_CONNECT_FAILED" && typeof e.meta?.reason === "string") {
+    return new ConnectFailedError(e.meta.reason, String(e.meta.url ?? "mysql://(unknown)"), { cause: error });
+  }
+  return error;
 }
 
 /** Carries a retryable failure through p-retry, which only handles Error instances. */
@@ -65,10 +104,7 @@ class RetryableFailure extends Error {
   constructor(
     readonly original: unknown,
     readonly errorClass: ErrorClass,
-    /** The pool handed out a connection that was already dead: nothing was sent on it. */
-    readonly staleConnection: boolean,
-    /** The server was unavailable and nothing was sent: waiting for it costs no retry, only time. */
-    readonly outage: boolean,
+    readonly budget: Budget,
     /** Already waited for the server (held back by withResilience while it was down): no backoff. */
     readonly heldBack: boolean,
   ) {
@@ -76,18 +112,34 @@ class RetryableFailure extends Error {
   }
 }
 
-// A connection that proves dead before anything was sent on it (EPIPE, "connection closed") is what
-// a pre-ping would have caught: replacing it does not count as a retry. After a server restart the
-// pool may hold several such connections; this bounds how many are replaced for one operation.
-const MAX_STALE_REPLACEMENTS = 64;
-// Attempts that failed because the server was unavailable and sent nothing are bounded by the
-// deadline (and backoff), not by `retries`; this is only a backstop.
-const MAX_OUTAGE_ATTEMPTS = 1000;
+function budgetOf(error: unknown, errorClass: ErrorClass): Budget {
+  if (errorClass === "conflict") return "conflict";
+  const notSent = provesNotSent(error);
+  if (errorClass === "connection-lost") {
+    if (notSent) return "stale";
+    // Lost because the server went down (a restart): the outage's time, not a retry of one's own.
+    return flightOf(error)?.duringOutage ? "outage" : "counted";
+  }
+  // Prisma's maxWait ran out (P2028): usually the app's own pool is saturated, not an outage. A free
+  // retry there would only add load: it uses up `retries`.
+  if (isTransactionStartTimeout(error) && flightOf(error)?.heldBack !== true) return "counted";
+  return notSent || serverAnswered(error) ? "outage" : "counted";
+}
+
+// Backstops of the free budgets: the deadline is what bounds them.
+const MAX_FREE: Record<Exclude<Budget, "counted">, number> = { stale: 64, outage: 1000, conflict: 1000 };
 
 function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
   const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
   const base = Math.min(maxTimeout, minTimeout * factor ** waitsSoFar);
   return Math.round(randomize ? base * (1 + Math.random()) : base);
+}
+
+/** Conflicts: "full jitter" (a random wait up to the backoff), so that contenders spread out. */
+function conflictDelay(options: ResolvedOptions, conflictsSoFar: number): number {
+  const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
+  const base = Math.min(maxTimeout, minTimeout * factor ** conflictsSoFar);
+  return Math.round(randomize ? base * Math.random() : base);
 }
 
 /**
@@ -104,8 +156,7 @@ export async function retryAfterFailure<T>(
 ): Promise<T> {
   let attempts = 0;
   let retriesUsed = 0;
-  let staleReplaced = 0;
-  let outageAttempts = 0;
+  const freeUsed: Record<Exclude<Budget, "counted">, number> = { stale: 0, outage: 0, conflict: 0 };
   let waits = 0;
   let abortWith: { error: unknown } | undefined;
   const deadlineAt = what.startedAt + options.deadline;
@@ -127,40 +178,34 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    const notSent = provesNotSent(error);
-    throw new RetryableFailure(
-      error,
-      verdict.errorClass,
-      verdict.errorClass === "connection-lost" && notSent,
-      verdict.errorClass === "unavailable" && notSent,
-      flightOf(error)?.heldBack === true,
-    );
+    throw new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass), flightOf(error)?.heldBack === true);
   };
 
   try {
     return await pRetry(run, {
       // p-retry runs the loop; the accounting below decides each retry.
-      retries: options.retries + MAX_STALE_REPLACEMENTS + MAX_OUTAGE_ATTEMPTS,
+      retries: options.retries + MAX_FREE.stale + MAX_FREE.outage + MAX_FREE.conflict,
       minTimeout: 0,
       factor: 1,
       randomize: false,
       maxRetryTime: Math.max(0, deadlineAt - performance.now()),
       shouldRetry: async ({ error }) => {
         const failure = error as RetryableFailure;
-        const stale = failure.staleConnection && staleReplaced < MAX_STALE_REPLACEMENTS;
-        const outage = failure.outage && outageAttempts < MAX_OUTAGE_ATTEMPTS;
-        const free = options.retries > 0 && (stale || outage);
+        const budget = failure.budget;
+        const free = options.retries > 0 && budget !== "counted" && freeUsed[budget] < MAX_FREE[budget];
         if (!free && retriesUsed >= options.retries) return false;
-        // A lost connection is retried at once (the pool hands out another); an unavailable server,
-        // or a second failure in a row, is given time with backoff and jitter.
-        const immediate = failure.heldBack || (free && stale) || (retriesUsed === 0 && failure.errorClass !== "unavailable");
-        let delayMs = immediate ? 0 : backoffDelay(options, waits++);
+        // A lost connection is retried at once (the pool hands out another); a conflict after a
+        // random wait; an unavailable server, or a second failure in a row, with backoff and jitter.
+        let delayMs: number;
+        if (budget === "conflict") delayMs = conflictDelay(options, freeUsed.conflict);
+        // (A connection lost to an outage waits at the adapter's gate, not here.)
+        else if (failure.heldBack || budget === "stale" || failure.errorClass === "connection-lost" && (budget === "outage" || retriesUsed === 0)) delayMs = 0;
+        else delayMs = backoffDelay(options, waits++);
         // Never wait past the deadline: a shortened wait still leaves one last attempt before it.
         const remaining = deadlineAt - performance.now();
         if (remaining < 20) return false;
         if (delayMs > remaining - 10) delayMs = Math.max(0, Math.floor(remaining - 10));
-        if (free && stale) staleReplaced++;
-        else if (free) outageAttempts++;
+        if (free) freeUsed[budget as Exclude<Budget, "counted">]++;
         else retriesUsed++;
         log(`retry ${what.model ? `${what.model}.` : ""}${what.operation} after ${failure.errorClass} (${describeError(failure.original)}), attempt ${attempts + 1}, wait ${delayMs} ms`);
         const context: RetryContext = Object.freeze({

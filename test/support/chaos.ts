@@ -22,6 +22,8 @@ export interface ChaosOptions {
   restartAtMs?: number;
   /** How long the server stays down before it is started again. */
   downMs?: number;
+  /** A restart storm: after the first restart, kill -9 and restart again this often until the end. */
+  restartEveryMs?: number;
   /** Extra mariadb pool parameters for the app's URL. */
   urlParams?: Record<string, string | number>;
   /** Called about every second with the figures so far. */
@@ -33,6 +35,53 @@ export interface ChaosOptions {
   adapter?: import("../../src/index.ts").ResilientAdapterOptions;
   /** Seed for the operation mix and the choice of victims: two runs with one seed face the same schedule. */
   seed?: number;
+  /**
+   * `broad` (default): every kind of write an app sends (createMany, updateMany increments of
+   * shared hot counters, deleteMany, raw inserts, batch and interactive transactions, deadlock-prone
+   * two-counter transactions) and raw reads. `classic`: reads, creates and two-insert transactions
+   * (the demo's mix).
+   */
+  mix?: "broad" | "classic";
+}
+
+const HOT_COUNTERS = 4;
+
+type OpKind =
+  | "read"
+  | "raw-read"
+  | "create"
+  | "create-many"
+  | "raw-insert"
+  | "increment"
+  | "delete"
+  | "batch"
+  | "transaction"
+  | "hot-transaction";
+
+// Cumulative weights of the broad mix.
+const BROAD_MIX: Array<[OpKind, number]> = [
+  ["read", 0.18],
+  ["raw-read", 0.26],
+  ["create", 0.38],
+  ["create-many", 0.46],
+  ["raw-insert", 0.54],
+  ["increment", 0.64],
+  ["delete", 0.7],
+  ["batch", 0.78],
+  ["transaction", 0.88],
+  ["hot-transaction", 1],
+];
+
+function pickKind(mix: "broad" | "classic", r: number): OpKind {
+  if (mix === "classic") return r < 0.4 ? "read" : r < 0.75 ? "create" : "transaction";
+  return BROAD_MIX.find(([, upTo]) => r < upTo)![0];
+}
+
+/** The sample kind of an operation kind: reads, writes outside transactions, transactions. */
+function sampleKind(kind: OpKind): OpSample["kind"] {
+  if (kind === "read" || kind === "raw-read") return "read";
+  if (kind === "batch" || kind === "transaction" || kind === "hot-transaction") return "transaction";
+  return "write";
 }
 
 /** mulberry32: a small seeded PRNG, so that runs can be repeated. */
@@ -81,12 +130,26 @@ export interface ChaosResult {
   retries: number;
   killed: number;
   restarted: boolean;
+  /** kill -9 and restarts done. */
+  restarts: number;
   p50Ms: number;
   p99Ms: number;
   /** From the server accepting connections again to the first successful operation. */
   recoveryMs: number | null;
   /** Unhandled rejections from the mariadb driver's connection init (see driver-bug.ts). */
   driverUnhandledRejections: number;
+  /** Operations of each kind of the mix. */
+  byOperation: Record<string, number>;
+  /** Acknowledged deleteMany calls whose rows are still there. */
+  undeleted: number;
+  /** Hot counters whose final value is not their acknowledged increments (plus at most the unknown ones). */
+  counterMismatches: string[];
+  /** Unknown outcomes whose cause is not a lost connection (an answer is never unknown). */
+  unknownWithoutLostConnection: number;
+  /** Retries by error class (conflict, connection-lost, unavailable). */
+  retriesByClass: Record<string, number>;
+  /** Lost COMMIT replies verified, by what was found (committed, not-committed, unknown). */
+  verifiedCommits: Record<string, number>;
   samples: OpSample[];
   events: ChaosEvent[];
 }
@@ -101,14 +164,26 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const prefix = options.keyPrefix ?? `${mode}-${Date.now().toString(36)}`;
   const url = withParams(db.url, options.urlParams ?? {});
   const retryCount = { n: 0 };
+  const retriesByClass: Record<string, number> = {};
+  const verified: Record<string, number> = {};
+  const mix = options.mix ?? "broad";
   const prisma: any =
     mode === "bare"
       ? bareClient(url)
       : resilientClient(url, {
           ...options.resilience,
           wrap: mode === "resilient",
-          adapter: options.adapter,
-          onRetry: () => retryCount.n++,
+          adapter: {
+            ...options.adapter,
+            onCommitVerified: (v) => {
+              verified[v.verdict] = (verified[v.verdict] ?? 0) + 1;
+              options.adapter?.onCommitVerified?.(v);
+            },
+          },
+          onRetry: (ctx) => {
+            retryCount.n++;
+            retriesByClass[ctx.errorClass] = (retriesByClass[ctx.errorClass] ?? 0) + 1;
+          },
         }).prisma;
 
   const originalWaitTimeout = await db.getGlobal("wait_timeout");
@@ -123,6 +198,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   let serverUpAt: number | null = null;
   let firstOkAfterUp: number | null = null;
   let killed = 0;
+  let restarts = 0;
   const start = performance.now();
   const now = () => performance.now() - start;
   const rejectionsBefore = driverInitRejections();
@@ -131,39 +207,99 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const stopAt = durationMs;
 
   await prisma.$connect?.();
+  const hotEmails = Array.from({ length: HOT_COUNTERS }, (_, i) => `${prefix}-hot-${i}@example.com`);
+  if (mix === "broad") {
+    for (const email of hotEmails) await db.admin(`INSERT INTO \`${db.database}\`.User (email, balance) VALUES (?, 0)`, [email]);
+  }
+  const ackedIncrements = new Map(hotEmails.map((e) => [e, 0]));
+  const uncertainIncrements = new Map(hotEmails.map((e) => [e, 0]));
+  const deletedKeys = new Set<string>();
+  const byOperation: Record<string, number> = {};
+  let unknownWithoutLostConnection = 0;
 
   const worker = async (w: number) => {
     let seq = 0;
     const random = prng(seed + 1 + w);
     while (now() < stopAt) {
-      const r = random();
-      const kind: OpSample["kind"] = r < 0.4 ? "read" : r < 0.75 ? "write" : "transaction";
+      const op = pickKind(mix, random());
+      const kind = sampleKind(op);
       const key = `${prefix}-${w}-${seq++}`;
-      const keys = kind === "write" ? [key] : kind === "transaction" ? [`${key}-a`, `${key}-b`] : [];
+      // The Ledger keys this operation writes (a key must end with one row), and the hot counters it
+      // increments by one each.
+      let keys: string[] = [];
+      let counters: string[] = [];
       const t0 = performance.now();
       let outcome: OpSample["outcome"] = "ok";
       let errorClass: string | undefined;
+      byOperation[op] = (byOperation[op] ?? 0) + 1;
       try {
-        if (kind === "read") {
-          await prisma.ledger.findMany({ where: { key: { startsWith: `${prefix}-${w}-` } }, take: 5, orderBy: { id: "desc" } });
-        } else if (kind === "write") {
-          await prisma.ledger.create({ data: { key, amount: 1 } });
-        } else {
-          await prisma.$transaction(async (tx: any) => {
-            await tx.ledger.create({ data: { key: keys[0], amount: 1 } });
-            await tx.ledger.create({ data: { key: keys[1], amount: -1 } });
-            return tx.ledger.count({ where: { key: { in: keys } } });
-          });
+        switch (op) {
+          case "read":
+            await prisma.ledger.findMany({ where: { key: { startsWith: `${prefix}-${w}-` } }, take: 5, orderBy: { id: "desc" } });
+            break;
+          case "raw-read":
+            await prisma.$queryRaw`SELECT COUNT(*) AS n FROM Ledger WHERE \`key\` LIKE ${`${prefix}-${w}-%`}`;
+            break;
+          case "create":
+            keys = [key];
+            await prisma.ledger.create({ data: { key, amount: 1 } });
+            break;
+          case "create-many":
+            keys = [`${key}-a`, `${key}-b`];
+            await prisma.ledger.createMany({ data: keys.map((k) => ({ key: k, amount: 1 })) });
+            break;
+          case "raw-insert":
+            keys = [key];
+            await prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`;
+            break;
+          case "increment":
+            counters = [hotEmails[Math.floor(random() * HOT_COUNTERS)]];
+            await prisma.user.updateMany({ where: { email: counters[0] }, data: { balance: { increment: 1 } } });
+            break;
+          case "delete": {
+            keys = [`${key}-d`];
+            await prisma.ledger.create({ data: { key: keys[0], amount: 1 } });
+            keys = [];
+            await prisma.ledger.deleteMany({ where: { key: `${key}-d` } });
+            deletedKeys.add(`${key}-d`);
+            break;
+          }
+          case "batch":
+            keys = [`${key}-a`, `${key}-b`];
+            await prisma.$transaction(keys.map((k) => prisma.ledger.create({ data: { key: k, amount: 1 } })));
+            break;
+          case "transaction":
+            keys = [`${key}-a`, `${key}-b`];
+            await prisma.$transaction(async (tx: any) => {
+              await tx.ledger.create({ data: { key: keys[0], amount: 1 } });
+              await tx.ledger.create({ data: { key: keys[1], amount: -1 } });
+              return tx.ledger.count({ where: { key: { in: keys } } });
+            });
+            break;
+          case "hot-transaction": {
+            // Two hot counters in random order: deadlock-prone by design.
+            const a = Math.floor(random() * HOT_COUNTERS);
+            const b = (a + 1 + Math.floor(random() * (HOT_COUNTERS - 1))) % HOT_COUNTERS;
+            counters = [hotEmails[a], hotEmails[b]];
+            await prisma.$transaction(async (tx: any) => {
+              for (const email of counters) await tx.user.update({ where: { email }, data: { balance: { increment: 1 } } });
+            });
+            break;
+          }
         }
         for (const k of keys) acknowledged.add(k);
+        for (const c of counters) ackedIncrements.set(c, ackedIncrements.get(c)! + 1);
       } catch (error) {
         if (isOutcomeUnknown(error)) {
           outcome = "unknown-outcome";
+          if (classify((error as any).cause) !== "connection-lost") unknownWithoutLostConnection++;
           for (const k of keys) uncertain.add(k);
+          for (const c of counters) uncertainIncrements.set(c, uncertainIncrements.get(c)! + 1);
         } else {
           outcome = "failed";
           errorClass = `${classify(error)}:${(error as any)?.code ?? (error as any)?.name ?? "?"}`;
           for (const k of keys) failedKeys.add(k);
+          for (const c of counters) uncertainIncrements.set(c, uncertainIncrements.get(c)! + 1);
         }
       }
       const t = now();
@@ -193,15 +329,20 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const restarter = async () => {
     if (options.restartAtMs === undefined || !db.embedded) return;
     await sleep(options.restartAtMs);
-    serverDown = true;
-    events.push({ t: now(), what: "server-down" });
-    await db.kill9();
-    await sleep(options.downMs ?? 500);
-    await db.start();
-    serverUpAt = now();
-    await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
-    events.push({ t: serverUpAt, what: "server-up" });
-    serverDown = false;
+    do {
+      serverDown = true;
+      events.push({ t: now(), what: "server-down" });
+      await db.kill9();
+      await sleep(options.downMs ?? 500);
+      await db.start();
+      serverUpAt = now();
+      firstOkAfterUp = null;
+      await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
+      events.push({ t: serverUpAt, what: "server-up" });
+      serverDown = false;
+      restarts++;
+      if (options.restartEveryMs) await sleep(options.restartEveryMs);
+    } while (options.restartEveryMs && now() < stopAt - (options.downMs ?? 500) - 1000);
   };
 
   const progress = setInterval(() => {
@@ -228,9 +369,22 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   );
   for (const r of rows) counts.set(r.key, Number(r.n));
   const duplicateKeys = [...counts.values()].filter((n) => n > 1).length;
-  const lostWrites = [...acknowledged].filter((k) => !counts.has(k)).length;
+  const lostWrites = [...acknowledged].filter((k) => !counts.has(k) && !deletedKeys.has(k)).length;
   const unknownOutcomeApplied = [...uncertain].filter((k) => counts.has(k)).length;
   const failedButCommitted = [...failedKeys].filter((k) => counts.has(k)).length;
+
+  let undeleted = 0;
+  for (const k of deletedKeys) if (counts.has(k)) undeleted++;
+  const counterMismatches: string[] = [];
+  if (mix === "broad") {
+    const rows = await db.admin<any[]>(`SELECT email, balance FROM \`${db.database}\`.User WHERE email IN (?)`, [hotEmails]);
+    for (const r of rows) {
+      const acked = ackedIncrements.get(r.email)!;
+      const open = uncertainIncrements.get(r.email)!;
+      const value = Number(r.balance);
+      if (value < acked || value > acked + open) counterMismatches.push(`${r.email}: ${value}, acknowledged ${acked} (+ up to ${open} unknown)`);
+    }
+  }
 
   const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
   const failuresByClass: Record<string, number> = {};
@@ -254,10 +408,17 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     retries: retryCount.n,
     killed,
     restarted: options.restartAtMs !== undefined && db.embedded,
+    restarts,
     p50Ms: Number(percentile(latencies, 50).toFixed(2)),
     p99Ms: Number(percentile(latencies, 99).toFixed(2)),
     recoveryMs: serverUpAt !== null && firstOkAfterUp !== null ? Number((firstOkAfterUp - serverUpAt).toFixed(1)) : null,
     driverUnhandledRejections: driverInitRejections() - rejectionsBefore,
+    byOperation,
+    undeleted,
+    counterMismatches,
+    unknownWithoutLostConnection,
+    retriesByClass,
+    verifiedCommits: verified,
     samples,
     events,
   };
@@ -269,11 +430,19 @@ export function summary(result: ChaosResult): Omit<ChaosResult, "samples" | "eve
   return rest;
 }
 
-/** What makes a run with the package fail: anything but unknown-outcome errors, a duplicate, a loss. */
+/**
+ * What makes a run with the package fail: a failed operation, a duplicate, a loss, a counter off,
+ * an "unknown" that was an answer, and with withResilience any "unknown" at all.
+ */
 export function violations(result: ChaosResult): string[] {
   const v: string[] = [];
   if (result.failures > 0) v.push(`${result.failures} operations failed: ${JSON.stringify(result.failuresByClass)}`);
   if (result.duplicateKeys > 0) v.push(`${result.duplicateKeys} keys have two rows (duplicated writes)`);
   if (result.lostWrites > 0) v.push(`${result.lostWrites} acknowledged writes are missing`);
+  if (result.undeleted > 0) v.push(`${result.undeleted} acknowledged deletes left their rows`);
+  for (const m of result.counterMismatches) v.push(`counter ${m}`);
+  if (result.unknownWithoutLostConnection > 0) v.push(`${result.unknownWithoutLostConnection} unknown outcomes without a lost connection`);
+  // With withResilience, a lost COMMIT reply is verified: nothing may be left "unknown".
+  if (result.mode === "resilient" && result.unknownOutcome > 0) v.push(`${result.unknownOutcome} outcomes reported unknown (commit verification is on)`);
   return v;
 }

@@ -63,6 +63,11 @@ export class FaultProxy {
     return [...this.links].filter((l) => !l.dropped).length;
   }
 
+  /** Links whose client is still connected and whose server side is still there. */
+  get liveLinks(): number {
+    return [...this.links].filter((l) => !l.dropped && !l.stale && !l.client.readableEnded && !l.client.destroyed).length;
+  }
+
   private accept(client: Socket) {
     this.accepted++;
     client.setNoDelay(true);
@@ -157,6 +162,28 @@ export class FaultProxy {
         link.client.resetAndDestroy();
         // Let the server read the statement before its side closes.
         setTimeout(() => link.upstream.end(), 200);
+        this.links.delete(link);
+        resolve();
+        return true;
+      };
+      this.clientDataTaps.push(tap);
+    });
+  }
+
+  /**
+   * Swallows the next client packet that contains `marker`: it never reaches the server. The
+   * client's connection is reset and the server's side closed, so the server rolls back whatever
+   * that connection had open.
+   */
+  swallow(marker: string): Promise<void> {
+    const needle = Buffer.from(marker);
+    return new Promise((resolve) => {
+      const tap = (link: Link, chunk: Buffer) => {
+        if (!chunk.includes(needle)) return false;
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        link.dropped = true;
+        link.client.resetAndDestroy();
+        link.upstream.destroy();
         this.links.delete(link);
         resolve();
         return true;

@@ -1,0 +1,150 @@
+// Exactly-once: when the reply to a COMMIT is lost, find out whether it committed instead of
+// reporting "unknown". A transaction that wrote something leaves a mark inside itself, sent together
+// with the COMMIT (pipelined: no extra round trip): its own connection's row of a small table, set
+// to a fresh token. After a lost reply, over a side connection: the old session is made sure to be
+// gone (it can neither commit nor roll back any more), then the row tells. Token there: committed.
+// Not there: nothing committed.
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describeError, log } from "../log.ts";
+import { sameServer, SideConnections, type SessionIdentity, type SideConnection } from "./side.ts";
+
+export const COMMIT_TABLE = "_resilience_commits";
+
+export const CREATE_COMMIT_TABLE =
+  `CREATE TABLE IF NOT EXISTS \`${COMMIT_TABLE}\` (\`conn\` VARCHAR(100) NOT NULL, \`token\` CHAR(32) NOT NULL, ` +
+  "`at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), PRIMARY KEY (`conn`)) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci";
+
+/** What to add to schema.prisma so that `prisma migrate dev` sees no drift. */
+export const COMMIT_MODEL = `model ResilienceCommit {
+  conn  String   @id @db.VarChar(100)
+  token String   @db.Char(32)
+  at    DateTime @default(now()) @db.DateTime(3)
+
+  @@map("${COMMIT_TABLE}")
+}`;
+
+export type CommitVerdict = "committed" | "not-committed" | "unknown";
+
+const SAFE = /^[A-Za-z0-9:.@_-]{1,100}$/;
+
+/** The connection's row key: its session identity (unique per physical connection and server start). */
+export function markKey(session: SessionIdentity): string | undefined {
+  const key = `${session.threadId}@${session.server.port}:${session.server.started}`;
+  return SAFE.test(key) ? key : undefined;
+}
+
+export function newToken(): string {
+  return randomBytes(16).toString("hex");
+}
+
+/** The mark: this connection's row set to the token, inside the transaction. Only safe characters are inlined. */
+export function markSql(key: string, token: string): string {
+  if (!SAFE.test(key) || !/^[0-9a-f]{32}$/.test(token)) throw new Error("unsafe commit mark");
+  return `INSERT INTO \`${COMMIT_TABLE}\` (\`conn\`, \`token\`, \`at\`) VALUES ('${key}', '${token}', NOW(3)) ON DUPLICATE KEY UPDATE \`token\` = VALUES(\`token\`), \`at\` = VALUES(\`at\`)`;
+}
+
+const NO_SUCH_TABLE = 1146;
+
+/**
+ * Makes sure the table exists and this user can write its rows, over a side connection: creates it
+ * when missing (when `create`), writes a row and reads it back. Returns false, with the reason, when
+ * verification cannot work (then it stays off: the behaviour without it).
+ */
+export async function prepareCommitTable(
+  side: SideConnections,
+  create: boolean,
+  timeoutMs: number,
+): Promise<{ ok: boolean; why?: string; /** The server answered (false: try again later). */ reached: boolean }> {
+  const { conn, result } = await side.connect(timeoutMs);
+  if (!conn) return { ok: false, why: `no side connection (${result.ok ? "?" : result.reason})`, reached: false };
+  try {
+    try {
+      await conn.query(`SELECT 1 FROM \`${COMMIT_TABLE}\` LIMIT 0`);
+    } catch (e: any) {
+      if (e?.errno !== NO_SUCH_TABLE || !create) throw e;
+      await conn.query(CREATE_COMMIT_TABLE);
+      log(`created table ${COMMIT_TABLE} for commit verification; add this model to schema.prisma so that prisma migrate sees no drift:\n${COMMIT_MODEL}`);
+    }
+    const token = newToken();
+    const key = `check-${token.slice(0, 12)}`;
+    await conn.query(markSql(key, token));
+    const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ?`, [key]);
+    await conn.query(`DELETE FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ?`, [key]);
+    if (rows?.[0]?.token !== token) return { ok: false, why: "the check row could not be read back", reached: true };
+    // Rows of connections idle for a day are of no use any more: keep the table small.
+    await conn.query(`DELETE FROM \`${COMMIT_TABLE}\` WHERE \`at\` < NOW(3) - INTERVAL 1 DAY`).catch(() => undefined);
+    return { ok: true, reached: true };
+  } catch (e: any) {
+    // A lost connection says nothing about the table: try again later.
+    const errno = e?.errno;
+    const lost = typeof errno !== "number" || errno < 1000 || (errno >= 2000 && errno < 3000) || errno >= 45000;
+    return { ok: false, why: describeError(e), reached: !lost };
+  } finally {
+    await side.release(conn);
+  }
+}
+
+/** Is the session still on the server, by identity (thread id, user, client host:port)? */
+async function sessionPresent(conn: SideConnection, session: SessionIdentity): Promise<boolean> {
+  const rows = await conn.query(
+    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ?",
+    [session.threadId, session.user, session.host],
+  );
+  return rows.length > 0;
+}
+
+async function readMark(conn: SideConnection, key: string, token: string): Promise<CommitVerdict> {
+  // On a Galera node, wait until this node has applied everything the cluster committed before the read.
+  await conn.query("SET SESSION wsrep_sync_wait = 1").catch(() => undefined);
+  const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ?`, [key]);
+  return rows?.[0]?.token === token ? "committed" : "not-committed";
+}
+
+/**
+ * After a lost COMMIT reply: makes sure the old session can no longer commit (gone from the
+ * server's processlist, matched by identity, or ended with KILL and then gone; a server that
+ * restarted has no sessions from before), then reads the mark. "unknown" when that cannot be done
+ * by `deadlineAt` (performance.now() ms): the server is unreachable, or only other servers are.
+ */
+export async function verifyCommit(
+  side: SideConnections,
+  session: SessionIdentity,
+  key: string,
+  token: string,
+  deadlineAt: number,
+): Promise<CommitVerdict> {
+  let pause = 25;
+  while (performance.now() < deadlineAt) {
+    const { conn } = await side.connect(Math.max(50, Math.min(1000, deadlineAt - performance.now())));
+    if (conn) {
+      let forced = false;
+      try {
+        const here = await SideConnections.serverIdentity(conn);
+        if (here && sameServer(here, session.server)) {
+          // The same server: the session must be gone before the mark can be trusted.
+          while (await sessionPresent(conn, session)) {
+            log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
+            await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
+            if (performance.now() > deadlineAt) return "unknown";
+            await sleep(20);
+          }
+          return await readMark(conn, key, token);
+        }
+        if (here && here.hostname === session.server.hostname && here.port === session.server.port) {
+          // The same server, started again: no session from before the restart survives it.
+          return await readMark(conn, key, token);
+        }
+        // Another server (a proxy in front of a cluster): the old session is out of reach from here.
+      } catch (e) {
+        forced = true;
+        log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
+      } finally {
+        await side.release(conn, forced);
+      }
+    }
+    await sleep(Math.min(pause, Math.max(0, deadlineAt - performance.now())));
+    pause = Math.min(500, pause * 2);
+  }
+  return "unknown";
+}
