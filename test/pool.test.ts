@@ -86,7 +86,7 @@ describe("reviewPool (pure)", () => {
     ["not a URL", () => reviewPool("nonsense", SERVER), /not a valid connection string/],
     ["negative wait_timeout", () => reviewPool("mysql://h/db", { waitTimeout: -1 }), /waitTimeout/],
     ["negative pool value", () => reviewPool("mysql://h/db?idleTimeout=-5", SERVER), /idleTimeout/],
-    ["margin larger than the timeout", () => reviewPool("mysql://h/db", { waitTimeout: 10 }, { margin: 20 }), /margin \(20 s\) must be smaller/],
+    ["margin larger than the timeout", () => reviewPool("mysql://h/db", { waitTimeout: 10 }, { margin: 20 }), /margin \(20 s\) must leave at least 1 ms/],
     ["negative margin", () => reviewPool("mysql://h/db", SERVER, { margin: -1 }), /margin/],
     ["a number as input", () => reviewPool(42 as any, SERVER), /connection string or a mariadb pool config/],
   ];
@@ -114,6 +114,32 @@ describe("reviewPool (pure)", () => {
     assert.throws(() => readPoolSettings("mysql://u:p@h/db?idleTimeout=abc"), /`idleTimeout=abc` in the connection string must be a whole number/);
     // A config object is read with Number, as the driver does for objects.
     assert.equal(readPoolSettings({ socketTimeout: 1e3 }).settings.socketTimeout, 1000);
+  });
+
+  test("ms options must be whole numbers ≥ 1: the driver reads a URL with parseInt (0.5 → 0, no timeout)", () => {
+    for (const [name, value] of [["maxQueryMs", 0.5], ["acquireTimeout", 0.5], ["maxQueryMs", 1500.5]] as const) {
+      assert.throws(() => reviewPool("mysql://u:p@h/db", SERVER, { [name]: value }), (e: unknown) => e instanceof TypeError && new RegExp(`\`${name}\` must be a whole number of ms`).test((e as Error).message));
+    }
+    // A margin that leaves less than 1 ms would recommend socketTimeout=0 (no timeout).
+    assert.throws(() => reviewPool("mysql://u:p@h/db", { waitTimeout: 1 }, { margin: 0.9999 }), /at least 1 ms/);
+  });
+
+  test("tunePool checks its options before connecting", async () => {
+    await assert.rejects(tunePool("mysql://u:s3cr3t-pw@127.0.0.1:1/db", { margin: -1 }), (e: unknown) => e instanceof TypeError && /margin/.test((e as Error).message));
+    await assert.rejects(tunePool("mysql://u:s3cr3t-pw@127.0.0.1:1/db", { maxQueryMs: 0.5 }), TypeError);
+  });
+
+  test("PrismaMariaDb's reading of the query: `#` in a value, a space, an empty password", () => {
+    const warned = (url: string, re: RegExp) => assert.ok(reviewPool(url, SERVER).warnings.some((w) => re.test(w)), `${url}: ${reviewPool(url, SERVER).warnings}`);
+    warned("mysql://u:p@h/db?password=a#b", /PrismaMariaDb misreads.*`password`/);
+    warned("mysql://u:p@h/db?initSql=SET%20@a=1", /PrismaMariaDb misreads.*`initSql`.*\+/);
+    warned("mysql://u:p@h/db?initSql=SET @a=1", /`initSql`/);
+    assert.deepEqual(reviewPool("mysql://u:p@h/db?initSql=SET%20@a=1&prepareCacheLength=0", SERVER).warnings, []);
+    // The driver reads `password=` as "no password", overriding the URL's: so does the tool.
+    const empty = reviewPool("mysql://u:p@h/db?password=", SERVER);
+    assert.match(empty.url!, /[?&]password=(&|$)/);
+    assert.ok(empty.warnings.some((w) => /`password=` is empty/.test(w)), String(empty.warnings));
+    assert.deepEqual(reviewPool("mysql://u:p%20q@h/db?ssl=true", SERVER).warnings, []);
   });
 
   test("unknown option keys are refused by name", () => {

@@ -43,22 +43,32 @@ async function main(argv: string[]): Promise<number> {
     console.error("no connection string: set DATABASE_URL or pass --url\n\n" + USAGE);
     return 2;
   }
-  const result = await runDoctor({
-    url,
-    json: values.json,
-    margin: numberOption("margin", values.margin),
-    networkIdleTimeout: numberOption("network-idle-timeout", values["network-idle-timeout"]),
-    maxQueryMs: numberOption("max-query-ms", values["max-query-ms"]),
-    optimistic: !values["no-optimistic"],
-  });
+  let result: { exitCode: number; output: string };
+  try {
+    result = await runDoctor({
+      url,
+      json: values.json,
+      margin: numberOption("margin", values.margin),
+      networkIdleTimeout: numberOption("network-idle-timeout", values["network-idle-timeout"]),
+      maxQueryMs: numberOption("max-query-ms", values["max-query-ms"]),
+      optimistic: !values["no-optimistic"],
+    });
+  } catch (error) {
+    // A bad flag value: said in the chosen format too.
+    const message = error instanceof Error ? error.message : String(error);
+    result = { exitCode: 2, output: values.json ? JSON.stringify({ ok: false, error: { reason: "invalid-input", message } }) : message };
+  }
   console.log(result.output);
   return result.exitCode;
 }
 
+// exitCode, not exit(): exit() can cut off output still on its way to a pipe.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    process.exitCode = code;
+  },
   (error) => {
     console.error(error instanceof Error ? error.message : String(error));
-    process.exit(2);
+    process.exitCode = 2;
   },
 );

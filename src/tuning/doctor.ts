@@ -6,7 +6,7 @@ import { ConnectFailedError } from "../errors/errors.ts";
 import { driverInfo, type DriverInfo } from "./driver.ts";
 import { checkOptionKeys, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
-import { parseDatabaseUrl, redact, scrub } from "./url.ts";
+import { redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
 
 export interface DoctorOptions extends TuneOptions {
   url: string;
@@ -46,14 +46,6 @@ function text(review: PoolReview & { server: ServerTimeouts }, url: string, driv
   return lines.join("\n");
 }
 
-function passwordOf(url: unknown): string | undefined {
-  try {
-    return parseDatabaseUrl(url as string).password;
-  } catch {
-    return undefined;
-  }
-}
-
 async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
   const { url, json, connectTimeout, ...tune } = options;
   const failed = (reason: string, message: string): DoctorResult => ({
@@ -67,7 +59,8 @@ async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
   } catch (error) {
     if (error instanceof ConnectFailedError) return failed(error.reason, error.message);
     if (error instanceof TypeError) return failed("invalid-input", error.message);
-    throw error;
+    // Anything else (a query failing after connecting): exit 2 in the chosen format, URLs redacted.
+    return failed("other", redactUrlsIn(error instanceof Error ? error.message : String(error)));
   }
   const driver = driverInfo();
   const exitCode = review.verdict === "unsafe" ? 1 : 0;
@@ -92,5 +85,5 @@ async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
 export async function runDoctor(options: DoctorOptions): Promise<DoctorResult> {
   const result = await diagnose(options);
   // Everything printed is built from redacted parts; this is the last guard (driver texts included).
-  return { ...result, output: scrub(result.output, [passwordOf(options?.url)]) };
+  return { ...result, output: scrub(result.output, typeof options?.url === "string" ? secretsIn(options.url) : []) };
 }

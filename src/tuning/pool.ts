@@ -139,6 +139,26 @@ function positive(name: string, value: unknown, { allowZero = false } = {}): num
   return value;
 }
 
+/** A duration in ms that goes into a URL: the driver reads it with parseInt (0.5 would be 0, no timeout). */
+function wholeMs(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) fail(`\`${name}\` must be a whole number of ms ≥ 1, got ${String(value)}`);
+  return value;
+}
+
+/** The tuning options, checked (a TypeError names the first bad one): before anything connects. */
+export function checkTuneOptions(options: TuneOptions = {}) {
+  checkOptionKeys("reviewPool()", options, TUNE_OPTIONS);
+  const optimistic = options.optimistic ?? true;
+  if (typeof optimistic !== "boolean") fail("`optimistic` must be true or false");
+  return {
+    margin: options.margin === undefined ? undefined : positive("margin", options.margin),
+    networkIdleTimeout: options.networkIdleTimeout === undefined ? undefined : positive("networkIdleTimeout", options.networkIdleTimeout),
+    maxQueryMs: options.maxQueryMs === undefined ? 30_000 : wholeMs("maxQueryMs", options.maxQueryMs),
+    acquireTimeout: options.acquireTimeout === undefined ? 5000 : wholeMs("acquireTimeout", options.acquireTimeout),
+    optimistic,
+  };
+}
+
 /** The settings a URL or config object asks for, explicit ones marked. */
 export function readPoolSettings(input: PoolInput): { settings: PoolSettings; explicit: Set<SettingName> } {
   const explicit = new Set<SettingName>();
@@ -167,28 +187,17 @@ export function readPoolSettings(input: PoolInput): { settings: PoolSettings; ex
  * wait, and keep what you set explicitly unless it is unsafe. Throws a TypeError on invalid input.
  */
 export function reviewPool(input: PoolInput, server: ServerTimeouts, options: TuneOptions = {}): PoolReview {
-  checkOptionKeys("reviewPool()", options, TUNE_OPTIONS);
+  const { maxQueryMs, acquireTimeout: acquireTarget, optimistic, networkIdleTimeout, margin: givenMargin } = checkTuneOptions(options);
   positive("waitTimeout", server?.waitTimeout);
   if (server.sessionWaitTimeout !== undefined) positive("sessionWaitTimeout", server.sessionWaitTimeout);
   if (server.maxConnections !== undefined) positive("maxConnections", server.maxConnections);
-  if (options.networkIdleTimeout !== undefined) positive("networkIdleTimeout", options.networkIdleTimeout);
-  const maxQueryMs = options.maxQueryMs === undefined ? 30_000 : positive("maxQueryMs", options.maxQueryMs);
-  const acquireTarget = options.acquireTimeout === undefined ? 5000 : positive("acquireTimeout", options.acquireTimeout);
-  const optimistic = options.optimistic ?? true;
-  if (typeof optimistic !== "boolean") fail("`optimistic` must be true or false");
 
-  const limit = Math.min(
-    server.waitTimeout,
-    server.sessionWaitTimeout ?? Infinity,
-    options.networkIdleTimeout ?? Infinity,
-  );
+  const limit = Math.min(server.waitTimeout, server.sessionWaitTimeout ?? Infinity, networkIdleTimeout ?? Infinity);
   // Default: 10 % of the timeout, 1 to 30 s, and below the timeout itself (wait_timeout = 1 → 0.5 s).
-  const margin =
-    options.margin === undefined
-      ? limit < 2 ? limit / 2 : Math.min(30, Math.max(1, Math.ceil(limit * 0.1)))
-      : positive("margin", options.margin);
-  if (margin >= limit) fail(`the margin (${margin} s) must be smaller than the timeout it is taken from (${limit} s)`);
+  const margin = givenMargin ?? (limit < 2 ? limit / 2 : Math.min(30, Math.max(1, Math.ceil(limit * 0.1))));
+  // Whole ms ≥ 1: a URL's socketTimeout is read with parseInt, and 0 means no timeout.
   const retireMs = Math.floor((limit - margin) * 1000);
+  if (margin >= limit || retireMs < 1) fail(`the margin (${margin} s) must leave at least 1 ms of the timeout it is taken from (${limit} s)`);
   const retireAfter = retireMs / 1000;
   // idleTimeout is whole seconds in a URL (parseInt): never below 1.
   const idleTarget = Math.max(1, Math.floor(retireAfter));
@@ -286,7 +295,8 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
   if (typeof input === "string") {
     const misread = prismaMisreads(input);
     if (misread) warnings.push(misread);
-    for (const key of parseDatabaseUrl(input).params.keys()) {
+    for (const [key, value] of parseDatabaseUrl(input).params) {
+      if (key === "password" && value === "") warnings.push("`password=` is empty: the driver then connects without a password (the URL's own is ignored)");
       // Prisma 6's engine read these; the mariadb driver ignores them (TLS is `ssl=true` there).
       if (/^ssl./i.test(key)) warnings.push(`\`${key}\` is not a mariadb driver option and is ignored: TLS is on only with \`ssl=true\` (or \`ssl: {…}\` in a config object)`);
     }

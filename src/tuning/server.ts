@@ -1,14 +1,18 @@
 // Reads a live server's timeouts over one short-lived connection (not a pool: a pool hides a wrong
 // password behind its 10 s acquire timeout), and tunes pool settings from them.
 import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
-import { checkOptionKeys, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
-import { formatDatabaseUrl, parseDatabaseUrl, redact, scrub } from "./url.ts";
+import { checkOptionKeys, checkTuneOptions, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
+import { formatDatabaseUrl, parseDatabaseUrl, redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
 
 export interface ReadServerOptions {
   /** ms to wait for the connection. Default 2000. */
   connectTimeout?: number;
 }
 
+/** The driver's timeout errors (connect, socket, initial handshake). */
+const TIMEOUT_ERRNOS = new Set([45012, 45026, 45039]);
+
+/** Why a connection failed, by errno and code only (a message may quote the URL, `connectTimeout=` included). */
 function failureOf(error: any): ConnectFailure {
   const errno = typeof error?.errno === "number" ? error.errno : undefined;
   const code = String(error?.code ?? "");
@@ -17,7 +21,7 @@ function failureOf(error: any): ConnectFailure {
   if (errno === 1049) return "unknown-database";
   if (errno === 1040 || errno === 1203) return "too-many-connections";
   if (code === "ECONNREFUSED") return "refused";
-  if (code === "ETIMEDOUT" || errno === 45012 || /timeout/i.test(String(error?.message))) return "timeout";
+  if (code === "ETIMEDOUT" || TIMEOUT_ERRNOS.has(errno as number)) return "timeout";
   if (["EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"].includes(code)) return "unreachable";
   return "other";
 }
@@ -46,15 +50,25 @@ function connectionConfig(input: PoolInput, connectTimeout: number): string | Re
   return { ...rest, ssl, connectTimeout, socketTimeout: connectTimeout };
 }
 
-function passwordOf(input: PoolInput): string | undefined {
-  if (typeof input === "string") {
-    try {
-      return parseDatabaseUrl(input).password;
-    } catch {
-      return undefined;
-    }
+/** Every secret of the input: the URL's password and password-like query values, or a config's password. */
+function secretsOf(input: PoolInput): string[] {
+  if (typeof input === "string") return secretsIn(input);
+  return typeof (input as any)?.password === "string" ? [(input as any).password] : [];
+}
+
+/**
+ * A copy of the driver's error that carries no secret: its codes, and its message with every URL
+ * redacted and every password form scrubbed. A parse error quotes the whole URL: replaced.
+ */
+function cleanCause(error: any, secrets: string[]): Error {
+  const raw = String(error?.message ?? error);
+  const clean = (text: string) => scrub(redactUrlsIn(text), secrets);
+  const copy = new Error(/error parsing connection string/i.test(raw) ? "the mariadb driver cannot parse the connection string" : clean(raw));
+  for (const key of ["name", "code", "errno", "sqlState", "fatal", "syscall", "address", "port"]) {
+    if (error?.[key] !== undefined) (copy as any)[key] = error[key];
   }
-  return typeof (input as any)?.password === "string" ? (input as any).password : undefined;
+  if (typeof error?.sqlMessage === "string") (copy as any).sqlMessage = clean(error.sqlMessage);
+  return copy;
 }
 
 function describeInput(input: PoolInput): string {
@@ -85,10 +99,15 @@ export async function readServerTimeouts(input: PoolInput, options: ReadServerOp
   try {
     conn = await mariadb.createConnection(config);
   } catch (cause) {
-    const error = new ConnectFailedError(failureOf(cause), describeInput(input), { cause });
-    // The driver's own text is part of the message: make sure it does not carry the password.
-    const clean = scrub(error.message, [passwordOf(input)]);
-    if (clean !== error.message) Object.defineProperty(error, "message", { value: clean });
+    // The driver's own text is part of the message and the cause: neither may carry the password.
+    const secrets = secretsOf(input);
+    const error = new ConnectFailedError(failureOf(cause), describeInput(input), { cause: cleanCause(cause, secrets) });
+    const clean = scrub(error.message, secrets);
+    if (clean !== error.message) {
+      // inspect() prints the stack, which starts with the message as it was built.
+      Object.defineProperty(error, "stack", { value: scrub(String(error.stack), secrets), configurable: true, writable: true });
+      Object.defineProperty(error, "message", { value: clean });
+    }
     throw error;
   }
   try {
@@ -124,7 +143,9 @@ export async function tunePool(
 ): Promise<PoolReview & { server: ServerTimeouts }> {
   checkOptionKeys("tunePool()", options, ["margin", "networkIdleTimeout", "maxQueryMs", "acquireTimeout", "optimistic", "connectTimeout", "server"]);
   const { server: given, connectTimeout, ...tune } = options;
-  readPoolSettings(input); // bad input is a TypeError before any connection is made
+  // Bad input is a TypeError before any connection is made.
+  checkTuneOptions(tune);
+  readPoolSettings(input);
   const server = given ?? (await readServerTimeouts(input, { connectTimeout }));
   const review = reviewPool(input, server, tune);
   return Object.assign(review, { server });

@@ -3,20 +3,23 @@
 //
 // The driver (lib/config/connection-options.js) matches
 //   mariadb://[user[:password]@]host[:port]/database[?k=v&…]
-// with a greedy password, so the credentials end at the last `@` before the host, and a password
-// may hold raw `#`, `?`, `:` or `@`. It percent-decodes user, password, host, database and each
-// query value; `#` is an ordinary character (no fragment). Passwords pasted unencoded are common,
-// so a WHATWG `URL` (which cuts at `#`, `?` or `/`) would both misread and leak them. Unlike the
-// driver's regex, this parser also takes a raw `/` in the password: whatever it hands the driver
-// is re-encoded by formatDatabaseUrl().
+// with a password that holds no `/`: the credentials end at the last `@` before the first `/`, and a
+// password may hold raw `#`, `?`, `:` or `@`. An `@` after that `/` belongs to the database name or
+// a query value. It percent-decodes user, password, host, database and each query value; `#` is an
+// ordinary character (no fragment). A raw `/` in the password makes the driver read part of the
+// password as host or database, so parseDatabaseUrl() refuses what looks like one (write %2F).
 
 const SCHEMES = new Set(["mysql:", "mariadb:"]);
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*:)\/\//;
 
 /** A host (name, IPv4, or bracketed IPv6) and optional port, then the path, the query or the end. */
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[\w.%-]+)(?::(\d*))?(?=[/?]|$)/;
 
 /** Query parameters whose value is a secret (`password` overrides the URL's own in the driver). */
-const SECRET_PARAM = /pass|pwd|secret|token|key$/i;
+const SECRET_PARAM = /pass|pwd|secret|token|credential|key$/i;
+
+/** Characters the driver's URL pattern cannot cross in the query (it then quotes the whole URL in its error). */
+const CONTROL = /[\x00-\x1f\x7f\u2028\u2029]/;
 
 /** The raw (still percent-encoded) parts of a `scheme://…` string, or undefined if it has no host. */
 interface RawParts {
@@ -30,21 +33,16 @@ interface RawParts {
 }
 
 function splitUrl(url: string): RawParts | undefined {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*:)\/\/(.*)$/s.exec(url);
+  const m = SCHEME.exec(url);
   if (!m) return undefined;
-  const [, scheme, rest] = m;
-  // The credentials end at the last `@` that is followed by a host: the password may hold `@` too.
-  let at = -1;
-  for (let i = rest.lastIndexOf("@"); i >= 0; i = i === 0 ? -1 : rest.lastIndexOf("@", i - 1)) {
-    if (HOST_PORT.test(rest.slice(i + 1))) {
-      at = i;
-      break;
-    }
-  }
+  const rest = url.slice(m[0].length);
+  // As the driver: the credentials end at the last `@` before the first `/`.
+  const slash = rest.indexOf("/");
+  const at = (slash < 0 ? rest : rest.slice(0, slash)).lastIndexOf("@");
   const after = rest.slice(at + 1);
   const h = HOST_PORT.exec(after);
   if (!h) return undefined;
-  const parts: RawParts = { scheme, host: h[1], port: h[2] || undefined, path: after.slice(h[0].length) };
+  const parts: RawParts = { scheme: m[1], host: h[1], port: h[2] || undefined, path: after.slice(h[0].length) };
   if (at >= 0) {
     const userinfo = rest.slice(0, at);
     const colon = userinfo.indexOf(":");
@@ -52,6 +50,24 @@ function splitUrl(url: string): RawParts | undefined {
     if (colon >= 0) parts.password = userinfo.slice(colon + 1);
   }
   return parts;
+}
+
+/**
+ * Where in `path` the last `@` is that could end credentials holding a raw `/` (one in the database
+ * name, or in a query piece without `=`), or -1. `inQuery` says it is in the query.
+ */
+function strayAt(path: string): { at: number; inQuery: boolean } {
+  const q = path.indexOf("?");
+  let at = (q < 0 ? path : path.slice(0, q)).lastIndexOf("@");
+  let inQuery = false;
+  if (q >= 0) {
+    let pos = q + 1;
+    for (const piece of path.slice(q + 1).split("&")) {
+      if (!piece.includes("=") && piece.includes("@")) [at, inQuery] = [pos + piece.lastIndexOf("@"), true];
+      pos += piece.length + 1;
+    }
+  }
+  return { at, inQuery };
 }
 
 /** The query's `key=value` pairs as the driver splits them (values still encoded). */
@@ -66,31 +82,48 @@ function rawParams(path: string): Array<[string, string]> {
 }
 
 /**
+ * Masks the value of every password-like `?key=` or `&key=` in `text`, up to the next `&` (with
+ * `lineEnd`, for free text: also a `key=` after a space, masked up to the end of the line or `&`),
+ * wherever it stands, before any URL is split.
+ */
+function maskSecretParams(text: string, lineEnd = false): string {
+  let out = "";
+  let last = 0;
+  // In free text a `key=` may also start a line or follow a space.
+  for (const m of text.matchAll(lineEnd ? /(?:^|[?&\s])([^=&?\s]*)=/gm : /[?&]([^=&?]*)=/g)) {
+    if (m.index! < last || !SECRET_PARAM.test(m[1])) continue;
+    const from = m.index! + m[0].length;
+    const length = text.slice(from).search(lineEnd ? /[&\r\n\u2028\u2029]/ : /&/);
+    out += text.slice(last, from) + "****";
+    last = length < 0 ? text.length : from + length;
+  }
+  return out + text.slice(last);
+}
+
+/**
  * The URL with its password (and any password-like query parameter) replaced by `****`. A string
- * it cannot read is not shown at all (it may be nothing but a password).
+ * it cannot read shows as `scheme://****` (it may be nothing but a password); what may be a password
+ * holding a raw `/` (an `@` after the host) is masked up to that `@`.
  */
 export function redact(url: string): string {
-  const p = typeof url === "string" ? splitUrl(url) : undefined;
+  if (typeof url !== "string") return "****";
+  const masked = maskSecretParams(url);
+  const scheme = SCHEME.exec(masked)?.[1];
+  const p = splitUrl(masked);
+  const tail = (text: string) => redact(`${scheme}//${text}`).slice(scheme!.length + 2);
   if (!p) {
-    const scheme = typeof url === "string" ? /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(url)?.[0] : undefined;
-    return `${scheme ?? ""}****`;
+    // Perhaps a raw `/` in the password: everything up to the last `@` that a host follows is masked.
+    const rest = scheme ? masked.slice(scheme.length + 2) : "";
+    for (let at = rest.lastIndexOf("@"); at >= 0; at = at === 0 ? -1 : rest.lastIndexOf("@", at - 1)) {
+      if (splitUrl(`${scheme}//${rest.slice(at + 1)}`)) return `${scheme}//****@${tail(rest.slice(at + 1))}`;
+    }
+    return `${scheme ? `${scheme}//` : ""}****`;
   }
-  const userinfo = p.user === undefined ? "" : `${p.user}${p.password === undefined ? "" : ":****"}@`;
-  const q = p.path.indexOf("?");
-  const database = q < 0 ? p.path : p.path.slice(0, q);
-  const query =
-    q < 0
-      ? ""
-      : "?" +
-        p.path
-          .slice(q + 1)
-          .split("&")
-          .map((kv) => {
-            const key = kv.includes("=") ? kv.slice(0, kv.indexOf("=")) : kv;
-            return SECRET_PARAM.test(key) ? `${key}=****` : kv;
-          })
-          .join("&");
-  return `${p.scheme}//${userinfo}${p.host}${p.port ? `:${p.port}` : ""}${database}${query}`;
+  const stray = strayAt(p.path).at;
+  if (stray >= 0) return `${p.scheme}//****@${tail(p.path.slice(stray + 1))}`;
+  const userinfo =
+    p.user === undefined ? "" : /\s/.test(p.user) ? "****@" : `${p.user}${p.password === undefined ? "" : ":****"}@`;
+  return `${p.scheme}//${userinfo}${p.host}${p.port ? `:${p.port}` : ""}${p.path}`;
 }
 
 /** A mysql:// or mariadb:// connection string, decoded as the driver decodes it. */
@@ -120,16 +153,27 @@ function decode(text: string, what: string): string {
 export function parseDatabaseUrl(url: string): ConnectionString {
   if (typeof url !== "string" || url.length === 0) throw new TypeError("expected a mysql:// or mariadb:// connection string");
   const p = splitUrl(url);
-  if (!p) throw new TypeError(`not a valid connection string (expected mysql://user:password@host:port/database): ${redact(url)}`);
+  if (!p) throw new TypeError(`not a valid connection string (expected mysql://user:password@host:port/database, a \`/\` in the password written as %2F): ${redact(url)}`);
   if (!SCHEMES.has(p.scheme.toLowerCase())) {
     throw new TypeError(`expected a mysql:// or mariadb:// connection string, got ${p.scheme}// (${redact(url)})`);
   }
+  const stray = strayAt(p.path);
+  if (stray.at >= 0 && (p.user === undefined || stray.inQuery)) {
+    throw new TypeError(
+      `the connection string has an \`@\` after the host: write a \`/\` in the password as %2F (the driver reads a raw one as the end of the host), and an \`@\` in the database name or a parameter as %40 (${redact(url)})`,
+    );
+  }
   const q = p.path.indexOf("?");
+  if (q >= 0 && CONTROL.test(p.path.slice(q))) {
+    const key = rawParams(p.path).find(([k, v]) => CONTROL.test(k) || CONTROL.test(v))?.[0];
+    const name = key && !CONTROL.test(key) ? `the \`${key}\` parameter` : "a query parameter";
+    throw new TypeError(`${name} of the connection string holds a control character (a line break?): percent-encode it (${redact(url)})`);
+  }
   const db = (q < 0 ? p.path : p.path.slice(0, q)).replace(/^\//, "");
   const params = new Map<string, string>();
   for (const [key, value] of rawParams(p.path)) {
-    if (value === "") params.delete(key); // the driver reads an empty value as "not set"
-    else params.set(key, decode(value, SECRET_PARAM.test(key) ? "query parameter" : `\`${key}\` parameter`));
+    // An empty value is kept: the driver reads it as "not set", overriding (`password=`: no password).
+    params.set(key, value === "" ? "" : decode(value, SECRET_PARAM.test(key) ? "query parameter" : `\`${key}\` parameter`));
   }
   const host = p.host.startsWith("[") ? p.host.slice(1, -1) : decode(p.host, "host");
   const parsed: ConnectionString = {
@@ -159,53 +203,87 @@ export function formatDatabaseUrl(c: ConnectionString, protocol: string = c.prot
   return `${protocol}//${userinfo}${host}${c.port !== undefined ? `:${c.port}` : ""}/${c.database === undefined ? "" : enc(c.database)}${query ? `?${query}` : ""}`;
 }
 
+/** The connection string `new PrismaMariaDb(url)` hands the driver (its normalizeConfig), or undefined if `new URL()` fails. */
+function asPrismaPassesIt(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  // Setting a parameter re-serialises the whole query as a form: a space becomes `+`.
+  if (!u.searchParams.has("prepareCacheLength")) u.searchParams.set("prepareCacheLength", "0");
+  if (u.protocol === "mysql:") u.protocol = "mariadb:";
+  if (u.hostname.startsWith("[") && u.hostname.endsWith("]")) u.hostname = encodeURIComponent(u.hostname.slice(1, -1));
+  return u.toString();
+}
+
 /**
- * Why `new PrismaMariaDb(url)` would connect with other credentials or another host than the driver
- * alone: it parses the URL with `new URL()` first, which cuts a raw `#`, `?` or `/` in the password.
+ * Why `new PrismaMariaDb(url)` would connect with other credentials, host, database or options than
+ * the driver reading `url` alone: it parses it with `new URL()` first (which cuts a raw `#`, `?` or
+ * `/` in the password and a `#` anywhere) and re-encodes the query (a space reaches the driver as `+`).
  */
 export function prismaMisreads(url: string): string | undefined {
   const ours = parseDatabaseUrl(url);
-  let whatwg: URL | undefined;
+  const passed = asPrismaPassesIt(url);
+  // Unreadable by new URL(): PrismaMariaDb hands the string to the driver as it is (mariadb:// only).
+  if (passed === undefined && ours.protocol === "mariadb:") return undefined;
+  let theirs: ConnectionString | undefined;
   try {
-    whatwg = new URL(url);
-  } catch {
-    // PrismaMariaDb then hands the string to the driver as it is, which only accepts mariadb://.
-    if (ours.protocol === "mariadb:") return undefined;
+    theirs = passed === undefined ? undefined : parseDatabaseUrl(passed);
+  } catch {}
+  const prefix = "PrismaMariaDb misreads this connection string";
+  if (!theirs) return `${prefix} (it parses it with new URL(), which stops at a raw \`#\`, \`?\` or \`/\` in the password): percent-encode user and password, as the recommended URL does`;
+  for (const part of ["user", "password", "host", "port", "database"] as const) {
+    if (theirs[part] !== ours[part]) {
+      return `${prefix}: it reads another ${part} (new URL() stops at a raw \`#\`, \`?\` or \`/\`): percent-encode user, password and database, as the recommended URL does`;
+    }
   }
-  const same =
-    whatwg !== undefined &&
-    safeDecode(whatwg.username) === (ours.user ?? "") &&
-    safeDecode(whatwg.password) === (ours.password ?? "") &&
-    whatwg.hostname.replace(/^\[|\]$/g, "") === ours.host;
-  return same
-    ? undefined
-    : "PrismaMariaDb misreads this connection string (it parses it with new URL(), which stops at a raw `#`, `?` or `/` in the password): percent-encode user and password, as the recommended URL does";
+  for (const key of new Set([...ours.params.keys(), ...theirs.params.keys()])) {
+    if (key === "prepareCacheLength" || theirs.params.get(key) === ours.params.get(key)) continue;
+    return /[\s+]/.test(ours.params.get(key) ?? "")
+      ? `${prefix}: the \`${key}\` parameter holds a space, and PrismaMariaDb re-encodes the query so that the driver receives \`+\` instead; add \`prepareCacheLength=0\` to the URL (then it leaves the query as it is)`
+      : `${prefix}: the driver receives another \`${key}\` parameter (new URL() ends the URL at a \`#\`): write \`#\` as %23`;
+  }
+  return undefined;
 }
 
-function safeDecode(s: string): string | undefined {
+/** The password and every password-like query value of a connection string (none if it cannot be read). */
+export function secretsIn(url: string): string[] {
   try {
-    return decodeURIComponent(s);
+    const c = parseDatabaseUrl(url);
+    return [c.password, ...[...c.params].filter(([k]) => SECRET_PARAM.test(k)).map(([, v]) => v)].filter((s): s is string => !!s);
   } catch {
-    return undefined;
+    return [];
   }
 }
 
 /** Every form a secret may take in printed text: as given, percent-encoded, form-encoded, inside JSON. */
 export function secretForms(secret: string | undefined): string[] {
-  // Shorter ones would match everywhere; they are kept out of output by construction only.
-  if (!secret || secret.length < 4) return [];
+  if (!secret) return [];
   const encoded = encodeURIComponent(secret);
   return [...new Set([secret, encoded, encoded.replace(/%20/g, "+"), JSON.stringify(secret).slice(1, -1)])];
 }
 
-/** Replaces every form of each secret in `text` with `****`: the last guard before anything is printed. */
+/**
+ * Replaces every form of each secret in `text` with `****`: the last guard before anything is
+ * printed. A secret shorter than 4 characters is replaced where it stands alone (`pw` in `u:pw@h`,
+ * not in `pwd`), so that the rest of the text stays readable.
+ */
 export function scrub(text: string, secrets: Array<string | undefined>): string {
-  const forms = secrets.flatMap(secretForms).sort((a, b) => b.length - a.length);
-  for (const f of forms) text = text.split(f).join("****");
+  const forms = [...new Set(secrets.flatMap(secretForms))].sort((a, b) => b.length - a.length);
+  for (const f of forms) {
+    const escaped = f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    text = text.replace(new RegExp(f.length >= 4 ? escaped : `(?<![A-Za-z0-9])${escaped}(?![A-Za-z0-9])`, "g"), "****");
+  }
   return text;
 }
 
-/** Redacts every URL in free text (log lines): from `scheme://` to the last `@` on its line, then the host and path. */
+/**
+ * Redacts every URL in free text (log lines): password-like query values up to the next `&` or the
+ * end of the line, then each URL from `scheme://` through the last `@` before its first `/` (which
+ * may cross spaces and line breaks, as a password can), the host and the path.
+ */
 export function redactUrlsIn(text: string): string {
-  return text.replace(/[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^\n]*@)?\S*/g, (u) => redact(u));
+  return maskSecretParams(text, true).replace(/[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^/]*@)?\S*/g, (u) => redact(u));
 }
