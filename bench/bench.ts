@@ -19,8 +19,9 @@ const ROUNDS = Number(values.rounds);
 const OPS = Number(values.ops);
 if (!(ROUNDS >= 3) || !(OPS >= 50)) throw new TypeError("--rounds must be ≥ 3 and --ops ≥ 50");
 
-type Variant = "bare" | "passthrough" | "resilience";
-const VARIANTS: Variant[] = ["bare", "passthrough", "resilience"];
+// resilience: the package with its defaults (commit verification on); unverified: verifyCommits: false.
+type Variant = "bare" | "passthrough" | "resilience" | "unverified";
+const VARIANTS: Variant[] = ["bare", "passthrough", "resilience", "unverified"];
 
 function makeClient(variant: Variant, url: string): any {
   if (variant === "bare") return new PrismaClient({ adapter: new PrismaMariaDb(url) });
@@ -29,7 +30,8 @@ function makeClient(variant: Variant, url: string): any {
       query: { $allOperations: ({ args, query }) => query(args) },
     });
   }
-  return new PrismaClient({ adapter: withResilience(new PrismaMariaDb(url)) }).$extends(resilience());
+  const adapter = withResilience(new PrismaMariaDb(url), { verifyCommits: variant === "resilience" });
+  return new PrismaClient({ adapter }).$extends(resilience());
 }
 
 interface Case {
@@ -43,6 +45,10 @@ const CASES: Case[] = [
   // findFirst, not findUnique: Prisma batches findUnique calls made in the same tick into one query.
   { name: "findFirst", run: (p, i) => p.user.findFirst({ where: { id: 1 + (i % USERS) } }) },
   { name: "create", run: (p) => p.ledger.create({ data: { key: `bench-${keySeq++}`, amount: 1 } }) },
+  {
+    name: "createMany",
+    run: (p) => p.ledger.createMany({ data: [{ key: `bench-m-${keySeq++}`, amount: 1 }, { key: `bench-m-${keySeq++}`, amount: 1 }] }),
+  },
   {
     name: "transaction",
     run: (p, i) =>
@@ -60,7 +66,7 @@ const CASES: Case[] = [
  * ms each variant spent.
  */
 async function round_(clients: Record<Variant, any>, c: Case, concurrency: number): Promise<Record<Variant, number>> {
-  const total: Record<Variant, number> = { bare: 0, passthrough: 0, resilience: 0 };
+  const total: Record<Variant, number> = { bare: 0, passthrough: 0, resilience: 0, unverified: 0 };
   const steps = Math.ceil(OPS / concurrency);
   for (let step = 0; step < steps; step++) {
     for (let k = 0; k < VARIANTS.length; k++) {
@@ -86,7 +92,7 @@ async function hotPath(db: TestDatabase) {
   const results: any[] = [];
   for (const c of CASES) {
     for (const concurrency of [1, 8]) {
-      const ms: Record<Variant, number[]> = { bare: [], passthrough: [], resilience: [] };
+      const ms: Record<Variant, number[]> = { bare: [], passthrough: [], resilience: [], unverified: [] };
       for (let r = 0; r < ROUNDS; r++) {
         const t = await round_(clients, c, concurrency);
         for (const v of VARIANTS) ms[v].push(t[v]);
@@ -97,10 +103,12 @@ async function hotPath(db: TestDatabase) {
         concurrency,
         opsPerRound: OPS,
         bareOpsPerSec: stats(ms.bare.map((x) => (OPS / x) * 1000)),
-        ratioToBare: { passthrough: ratio("passthrough"), resilience: ratio("resilience") },
+        ratioToBare: { passthrough: ratio("passthrough"), resilience: ratio("resilience"), unverified: ratio("unverified") },
       };
       results.push(row);
-      process.stderr.write(`  ${c.name} ×${concurrency}: passthrough ${row.ratioToBare.passthrough.median}×, resilience ${row.ratioToBare.resilience.median}×\n`);
+      process.stderr.write(
+        `  ${c.name} ×${concurrency}: passthrough ${row.ratioToBare.passthrough.median}×, resilience ${row.ratioToBare.resilience.median}×, without verification ${row.ratioToBare.unverified.median}×\n`,
+      );
     }
   }
   for (const v of VARIANTS) await clients[v].$disconnect();
@@ -190,10 +198,12 @@ try {
     roundTrips: trips,
     recoveryMs: rec,
   };
-  console.log("\ncase          callers  bare ops/s  passthrough ×bare (min/med/max)  resilience ×bare (min/med/max)");
+  console.log("\ncase          callers  bare ops/s  passthrough ×bare (min/med/max)  resilience ×bare (min/med/max)  verifyCommits: false ×bare");
   for (const r of hot) {
     const f = (s: any) => `${s.min.toFixed(3)} / ${s.median.toFixed(3)} / ${s.max.toFixed(3)}`;
-    console.log(`${r.case.padEnd(13)} ${String(r.concurrency).padEnd(8)} ${String(Math.round(r.bareOpsPerSec.median)).padEnd(11)} ${f(r.ratioToBare.passthrough).padEnd(32)} ${f(r.ratioToBare.resilience)}`);
+    console.log(
+      `${r.case.padEnd(13)} ${String(r.concurrency).padEnd(8)} ${String(Math.round(r.bareOpsPerSec.median)).padEnd(11)} ${f(r.ratioToBare.passthrough).padEnd(32)} ${f(r.ratioToBare.resilience).padEnd(31)} ${f(r.ratioToBare.unverified)}`,
+    );
   }
   console.log(`\nextra round trips (idle 1 s, bursts of 16, wait_timeout 3): ${JSON.stringify(trips)}`);
   console.log(`recovery after kill -9 + restart, ms to the first success (min/median/max of 5): ${JSON.stringify(rec)}`);

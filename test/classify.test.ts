@@ -7,7 +7,7 @@ import { classify, provesNotSent, resilience, withResilience } from "../src/inde
 import { serverAnswered } from "../src/errors/classify.ts";
 import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/adapter/flight.ts";
 import { resolveOptions } from "../src/extension/options.ts";
-import { firstKeyword, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/adapter/sql.ts";
+import { firstKeyword, isAutocommitDml, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/adapter/sql.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 describe("classify", () => {
@@ -139,6 +139,10 @@ describe("SQL read-only check", () => {
     "SELECT 1; DELETE FROM Ledger",
     "SELECT 1;DELETE FROM Ledger",
     "SHOW TABLES; DROP TABLE Ledger",
+    // a backslash in a literal escapes or not depending on sql_mode (NO_BACKSLASH_ESCAPES): not provable
+    "SELECT 'C:\\', NEXTVAL(s)",
+    "SELECT 'unterminated",
+    "SELECT 1 --\tcomment\n; DELETE FROM Ledger",
   ];
   for (const sql of reads) test(`read: ${JSON.stringify(sql)}`, () => assert.equal(isReadOnlySql(sql), true));
   for (const sql of writes) test(`write: ${JSON.stringify(sql)}`, () => assert.equal(isReadOnlySql(sql), false));
@@ -161,6 +165,10 @@ describe("SQL read-only check", () => {
     "/*!40101 COMMIT */ SELECT 1",
     "ANALYZE TABLE Ledger",
     "RENAME TABLE a TO b",
+    "SET STATEMENT max_statement_time=30 FOR TRUNCATE TABLE other",
+    "SET DEFAULT ROLE ALL TO app",
+    "SET PASSWORD = PASSWORD('x')",
+    "INSERT INTO Ledger (note) VALUES ('a\\'; TRUNCATE x; --')",
   ];
   const inside = [
     "INSERT INTO Ledger VALUES (1)",
@@ -174,9 +182,19 @@ describe("SQL read-only check", () => {
     "CREATE TEMPORARY TABLE t (id INT)",
     "DROP TEMPORARY TABLE t",
     "INSERT INTO Ledger (note) VALUES ('COMMIT; TRUNCATE x')",
+    "SET STATEMENT max_statement_time=30 FOR UPDATE Ledger SET amount = 1",
+    "SET SESSION innodb_lock_wait_timeout = 1",
   ];
   for (const sql of implicit) test(`may commit implicitly: ${JSON.stringify(sql)}`, () => assert.equal(mayCommitImplicitly(sql), true));
   for (const sql of inside) test(`stays in the transaction: ${JSON.stringify(sql)}`, () => assert.equal(mayCommitImplicitly(sql), false));
+  test("isAutocommitDml: one INSERT/UPDATE/DELETE/REPLACE, nothing else", () => {
+    for (const sql of ["INSERT INTO Ledger VALUES (1)", "  update Ledger set amount = 1", "DELETE FROM Ledger", "REPLACE INTO x VALUES (1)", "INSERT INTO x VALUES ('a;b')"]) {
+      assert.equal(isAutocommitDml(sql), true, sql);
+    }
+    for (const sql of ["SELECT 1", "INSERT INTO x VALUES (1); DELETE FROM x", "TRUNCATE x", "CREATE TABLE x (id INT)", "/*!1 INSERT INTO x VALUES (1) */", "INSERT INTO x VALUES ('C:\\')", "CALL p()"]) {
+      assert.equal(isAutocommitDml(sql), false, sql);
+    }
+  });
   test("multi-statement text is told apart from one statement with a ; in a string", () => {
     assert.equal(isMultiStatement("INSERT INTO x VALUES ('a;b')"), false);
     assert.equal(isMultiStatement("INSERT INTO x VALUES (1);"), false);

@@ -29,6 +29,11 @@ const operations: Record<string, (prisma: any, key: string) => Promise<unknown>>
   $executeRaw: (prisma, key) => prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`,
 };
 
+/** Waits for a proxy fault to happen, or fails the test in 5 s (a fault that never came is a failure, not a hang). */
+function happened(fault: Promise<void>, what: string): Promise<void> {
+  return Promise.race([fault, sleep(5000).then(() => assert.fail(`${what} never happened`))]);
+}
+
 async function withProxy<T>(run: (proxy: FaultProxy, url: string) => Promise<T>): Promise<T> {
   const proxy = await startProxy(db.host, db.port);
   try {
@@ -48,7 +53,7 @@ for (const [name, operation] of Object.entries(operations)) {
         await sleep(200);
         const lost = proxy.loseReplyTo("COMMIT");
         const result: any = await operation(prisma, key);
-        await lost;
+        await happened(lost, "a COMMIT");
         if (name === "create") assert.equal(result.key, key);
         if (name === "interactive $transaction") assert.equal(result, "callback result");
         if (name === "batch $transaction") assert.equal(result[1], 1);
@@ -67,7 +72,7 @@ for (const [name, operation] of Object.entries(operations)) {
         await sleep(200);
         const swallowed = proxy.swallow("COMMIT");
         await operation(prisma, key);
-        await swallowed;
+        await happened(swallowed, "a COMMIT");
         assert.equal(retries.length, 1, "re-run once");
         assert.equal(retries[0].errorClass, "connection-lost");
         assert.equal(await ledgerRows(db, key), 1);
@@ -120,6 +125,44 @@ describe("exactly-once: the old session is ended before the mark is read", () =>
   });
 });
 
+describe("exactly-once: the mark's own failures", () => {
+  test("a lock wait timeout (1205) on the mark fails only the mark: the COMMIT behind it decides, one row, nothing re-run", async () => {
+    const { prisma, retries } = client(withParams(db.url, { connectionLimit: 1 }), { deadline: 10_000 });
+    await prisma.$executeRaw`SET SESSION innodb_lock_wait_timeout = 1`;
+    const holder = await db.adminConnection();
+    await holder.query("BEGIN");
+    await holder.query("SELECT * FROM _resilience_commits FOR UPDATE"); // every row and gap: the mark waits
+    const key = uniqueKey("eo-mark-1205");
+    try {
+      const row = await prisma.ledger.create({ data: { key } });
+      assert.equal(row.key, key);
+    } finally {
+      await holder.query("ROLLBACK");
+      await holder.end();
+    }
+    assert.equal(retries.length, 0, "not re-run: the COMMIT succeeded");
+    assert.equal(await ledgerRows(db, key), 1);
+  });
+
+  test("a transaction that only read, its COMMIT reply lost: nothing to lose, re-run once", async () => {
+    await withProxy(async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      await prisma.ledger.count();
+      await sleep(200);
+      let runs = 0;
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result = await prisma.$transaction(async (tx: any) => {
+        runs++;
+        return tx.ledger.count({ where: { key: "no-such-key" } });
+      });
+      await happened(lost, "a COMMIT");
+      assert.equal(result, 0);
+      assert.equal(runs, 2, "re-run, not reported unknown");
+      assert.equal(retries.length, 1);
+    });
+  });
+});
+
 describe("exactly-once: verification off", () => {
   test("verifyCommits: false: a lost COMMIT reply is OutcomeUnknownError, as before", async () => {
     await withProxy(async (proxy, url) => {
@@ -128,7 +171,7 @@ describe("exactly-once: verification off", () => {
       await prisma.ledger.count();
       const lost = proxy.loseReplyTo("COMMIT");
       const error = await rejectionOf(prisma.ledger.create({ data: { key } }));
-      await lost;
+      await happened(lost, "a COMMIT");
       assert.ok(isOutcomeUnknown(error), `got ${error?.name}`);
       assert.equal(retries.length, 0);
       await sleep(300);

@@ -3,7 +3,7 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
+import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { describeError, log } from "../log.ts";
@@ -81,6 +81,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private disposing?: Promise<void>;
   /** Commit verification: `pending` until the table is checked, then `on` or `off`. */
   private marks: "pending" | "on" | "off";
+  /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
+  guardedMarks = false;
   private renewing?: Promise<void>;
   private lastRenewal = 0;
 
@@ -133,10 +135,11 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private async prepareMarks() {
     if (!this.health.side.canConnect || !this.config) return this.marksOff("the driver's settings are unknown (a pool you created yourself)");
     if (this.health.state !== "up") return; // tried again once the server is back
-    const { ok, why, reached } = await prepareCommitTable(this.health.side, true, Math.max(this.options.probeTimeout, 2000));
+    const { ok, why, reached, guarded } = await prepareCommitTable(this.health.side, true, Math.max(this.options.probeTimeout, 2000));
     if (this.marks !== "pending") return;
     if (ok) {
       this.marks = "on";
+      this.guardedMarks = guarded === true;
       log("commit verification is on");
     } else if (reached) this.marksOff(why ?? "unknown");
     else log(`commit verification waits for the server (${why})`);
@@ -220,7 +223,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         { sql: SESSION_SQL },
         (rows: any) => {
           const id = sessionIdentityOf(rows?.[0]);
-          if (id) this.sessions.set(conn.info, id);
+          // Behind a multiplexing proxy the session may not be this connection's own: then none is kept.
+          const own = Number(conn.threadId ?? conn.info?.threadId);
+          if (id && (!Number.isFinite(own) || id.threadId === own)) this.sessions.set(conn.info, id);
         },
         () => undefined,
       );
@@ -249,7 +254,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     this.retirePool(); // a pool from a reconnect that failed half-way
     const next = await this.connectInner();
     if (this.health.isClosed) {
-      this.retirePool();
+      // Disposed while the fresh pool was being built: end that pool here (dispose() ended the old one).
+      await next.dispose().catch(() => undefined);
       throw new Error("closed");
     }
     this.current = next;
@@ -333,7 +339,12 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     const rows: any[] = await side.query("SELECT USER AS user, HOST AS host, COMMAND AS command FROM information_schema.PROCESSLIST WHERE ID = ?", [threadId]);
     const row = rows?.[0];
     if (identity && server) {
-      if (!sameServer(identity.server, server)) return "gone"; // the server restarted, or another one answers
+      if (!sameServer(identity.server, server)) {
+        // The same host and port, started later: a restart, no session from before survives it.
+        // Another server (a proxy in front of a cluster): its sessions are out of sight; never cut.
+        const restarted = server.hostname === identity.server.hostname && server.port === identity.server.port && server.started > identity.server.started + 1;
+        return restarted ? "gone" : "executing";
+      }
       if (!row || row.user !== identity.user || row.host !== identity.host) return "gone";
     } else if (!row || (this.config?.user !== undefined && row.user !== this.config.user)) return "gone";
     if (row.command === "Sleep") return "idle";
@@ -460,8 +471,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       this.health.refuse(refusal.reason, refusal.cause);
       throw tagged(phase, this.health.refusal ?? error, sql, { heldBack: true });
     }
-    // Callers waiting in a pool ended because the server refuses us learn why.
-    if (this.health.refusal && classify(error) !== "connection-lost") throw tagged(phase, this.health.refusal, sql, { heldBack: true });
+    // Callers waiting in a pool ended because the server refuses us learn why (a statement the
+    // server answered keeps its own answer).
+    if (this.health.refusal && classify(error) === "unavailable" && !serverAnswered(error)) throw tagged(phase, this.health.refusal, sql, { heldBack: true });
     await this.suspect(error);
     throw tagged(phase, error, sql, { duringOutage: this.serverDown });
   }

@@ -45,6 +45,8 @@ export interface FlightRecord {
   readonly verification?: "committed" | "not-committed" | "unknown";
   /** The connection was lost because the server went down (a probe right after found it so). */
   readonly duringOutage?: boolean;
+  /** The server ended the transaction without an error (a Galera brute-force abort seen late). */
+  readonly transactionEnded?: boolean;
 }
 
 // Symbol.for: two copies of this package in one app still read each other's records.
@@ -58,7 +60,7 @@ const FLIGHT = Symbol.for("prisma-extension-resilience.flight");
 export function mayHaveCommitted(record: FlightRecord): boolean {
   if (record.committedEarlier) return true;
   if (record.notSent || record.answered || record.verification === "not-committed") return false;
-  if (record.phase === "commit") return true;
+  if (record.phase === "commit") return !record.readOnly;
   return record.phase === "autocommit" && !record.readOnly;
 }
 
@@ -68,10 +70,13 @@ export interface RecordContext {
   committedEarlier?: boolean;
   verification?: FlightRecord["verification"];
   duringOutage?: boolean;
+  transactionEnded?: boolean;
+  /** Overrides what the statement's text says: a COMMIT of a transaction that only read. */
+  readOnly?: boolean;
 }
 
 export function makeRecord(phase: FlightPhase, error: unknown, sql: string, statement: string, readOnly: boolean, context: RecordContext = {}): FlightRecord {
-  const { threadId, heldBack, committedEarlier = false, verification, duringOutage } = context;
+  const { threadId, heldBack, committedEarlier = false, verification, duringOutage, transactionEnded } = context;
   return Object.freeze({
     phase,
     statement,
@@ -83,6 +88,7 @@ export function makeRecord(phase: FlightPhase, error: unknown, sql: string, stat
     committedEarlier,
     verification,
     duringOutage: duringOutage || undefined,
+    transactionEnded: transactionEnded || undefined,
   });
 }
 

@@ -196,6 +196,10 @@ export class SideConnections {
     private readonly target: () => ProbeTarget | undefined,
   ) {}
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   get canConnect(): boolean {
     return this.config() !== undefined || this.target() !== undefined;
   }

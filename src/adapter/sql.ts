@@ -5,14 +5,18 @@
 export interface ScannedSql {
   /** Each statement's code (strings emptied to '', comments dropped), trimmed, empty ones left out. */
   statements: string[];
-  /** The text holds `/*! … *\/` or `/*M! … *\/`: comments the server executes as code. */
-  executableComment: boolean;
+  /**
+   * The text cannot be read with certainty: it holds `/*! … *\/` or `/*M! … *\/` (comments the
+   * server executes as code), a backslash inside a literal (an escape or not, depending on
+   * sql_mode), an unterminated literal or comment, or `--` followed by a control character.
+   */
+  opaque: boolean;
 }
 
 /** Splits SQL text into statements, skipping string literals, quoted identifiers and comments. */
 export function scanSql(sql: string): ScannedSql {
   const statements: string[] = [];
-  let executableComment = false;
+  let opaque = false;
   let current = "";
   let i = 0;
   const n = sql.length;
@@ -22,19 +26,23 @@ export function scanSql(sql: string): ScannedSql {
       // A quoted string or identifier: doubled quotes and backslash escapes stay inside it.
       let j = i + 1;
       while (j < n) {
-        if (sql[j] === "\\" && c !== "`") j += 2;
-        else if (sql[j] === c && sql[j + 1] === c) j += 2;
+        if (sql[j] === "\\" && c !== "`") {
+          opaque = true; // NO_BACKSLASH_ESCAPES decides whether it escapes the next character
+          j += 2;
+        } else if (sql[j] === c && sql[j + 1] === c) j += 2;
         else if (sql[j] === c) break;
         else j++;
       }
+      if (j >= n) opaque = true; // unterminated
       current += c === "`" ? sql.slice(i, j + 1) : `${c}${c}`;
       i = j + 1;
     } else if (c === "/" && sql[i + 1] === "*") {
-      if (sql[i + 2] === "!" || (sql[i + 2] === "M" && sql[i + 3] === "!")) executableComment = true;
+      if (sql[i + 2] === "!" || (sql[i + 2] === "M" && sql[i + 3] === "!")) opaque = true;
       const end = sql.indexOf("*/", i + 2);
+      if (end === -1) opaque = true;
       i = end === -1 ? n : end + 2;
       current += " ";
-    } else if ((c === "-" && sql[i + 1] === "-" && /[\s]/.test(sql[i + 2] ?? " ")) || c === "#") {
+    } else if ((c === "-" && sql[i + 1] === "-" && /[\s\x00-\x1f]/.test(sql[i + 2] ?? " ")) || c === "#") {
       const end = sql.indexOf("\n", i);
       i = end === -1 ? n : end + 1;
       current += " ";
@@ -48,12 +56,22 @@ export function scanSql(sql: string): ScannedSql {
     }
   }
   if (current.trim()) statements.push(current.trim());
-  return { statements, executableComment };
+  return { statements, opaque };
+}
+
+// Text without literals, comments or `;` (what Prisma generates) is one statement as it stands.
+const NEEDS_SCAN = /[;'"#\\]|\/\*|--/;
+function scan(sql: string): ScannedSql {
+  if (!NEEDS_SCAN.test(sql)) {
+    const trimmed = sql.trim();
+    return { statements: trimmed ? [trimmed] : [], opaque: false };
+  }
+  return scanSql(sql);
 }
 
 /** The statement's first keyword, upper-cased ("SELECT", "INSERT", "COMMIT" ...). */
 export function firstKeyword(sql: string): string {
-  const [first] = scanSql(sql).statements;
+  const [first] = scan(sql).statements;
   return first ? leadingWords(first, 1)[0] ?? "" : "";
 }
 
@@ -63,9 +81,13 @@ function leadingWords(statement: string, count: number): string[] {
   return words.slice(0, count).map((w) => w.toUpperCase());
 }
 
-/** More than one statement in one text: a later one can fail after an earlier one committed. */
+/**
+ * More than one statement in one text (a later one can fail after an earlier one committed), or a
+ * text that cannot be read with certainty.
+ */
 export function isMultiStatement(sql: string): boolean {
-  return scanSql(sql).statements.length > 1;
+  const { statements, opaque } = scan(sql);
+  return opaque || statements.length > 1;
 }
 
 // Constructs that change something even inside a SELECT.
@@ -108,8 +130,8 @@ function statementIsReadOnly(statement: string): boolean {
  * be seen from here: see the README caveats.)
  */
 export function isReadOnlySql(sql: string): boolean {
-  const { statements, executableComment } = scanSql(sql);
-  if (executableComment || statements.length !== 1) return false;
+  const { statements, opaque } = scan(sql);
+  if (opaque || statements.length !== 1) return false;
   return statementIsReadOnly(statements[0]);
 }
 
@@ -124,8 +146,16 @@ function statementStaysInTransaction(statement: string): boolean {
   if (STAYS_IN_TRANSACTION.has(w1)) return true;
   // ROLLBACK TO [SAVEPOINT] x undoes part of the transaction; a plain ROLLBACK ends it.
   if (w1 === "ROLLBACK") return w2 === "TO" || (w2 === "WORK" && w3 === "TO");
-  // Session settings stay, except autocommit (SET autocommit = 1 commits) and passwords.
-  if (w1 === "SET") return !/\bAUTOCOMMIT\b|\bPASSWORD\b/i.test(statement);
+  if (w1 === "SET") {
+    // SET STATEMENT var = value [, …] FOR <statement>: what counts is the statement after FOR.
+    if (w2 === "STATEMENT") {
+      const m = /\bFOR\b/i.exec(statement);
+      return m !== null && statementStaysInTransaction(statement.slice(m.index + 3));
+    }
+    // SET PASSWORD and SET DEFAULT ROLE commit (MySQL's list); SET autocommit = 1 commits.
+    if (w2 === "PASSWORD" || w2 === "DEFAULT") return false;
+    return !/\bAUTOCOMMIT\b|\bPASSWORD\b/i.test(statement);
+  }
   // Temporary tables do not commit in MariaDB/MySQL.
   if ((w1 === "CREATE" || w1 === "DROP") && w2 === "TEMPORARY") return true;
   return false;
@@ -136,8 +166,8 @@ function statementStaysInTransaction(statement: string): boolean {
  * commit"). Only statements provably inside the transaction return false.
  */
 export function mayCommitImplicitly(sql: string): boolean {
-  const { statements, executableComment } = scanSql(sql);
-  if (executableComment) return true;
+  const { statements, opaque } = scan(sql);
+  if (opaque) return true;
   return !statements.every(statementStaysInTransaction);
 }
 
@@ -150,6 +180,6 @@ const DML_START = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
  */
 export function isAutocommitDml(sql: string): boolean {
   if (!DML_START.test(sql)) return false;
-  const { statements, executableComment } = scanSql(sql);
-  return !executableComment && statements.length === 1;
+  const { statements, opaque } = scan(sql);
+  return !opaque && statements.length === 1;
 }

@@ -1,24 +1,53 @@
-// The wrapped transaction: records what had reached the server when one of its calls fails, and
-// makes a rollback on a connection that is already dead resolve instead of throwing.
-import { classify, errorFacts } from "../errors/classify.ts";
+// The wrapped transaction: records what had reached the server when one of its calls fails, makes
+// a rollback on a connection that is already dead resolve instead of throwing, notices a transaction
+// the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
+import { classify, errorFacts, serverAnswered } from "../errors/classify.ts";
+import { log } from "../log.ts";
 import { makeRecord, tag, type FlightPhase, type RecordContext } from "./flight.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
-import { markSql, newToken, type CommitVerdict } from "./verify.ts";
-import { serverAnswered } from "../errors/classify.ts";
-import { log } from "../log.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
+import { markSql, newToken, type CommitVerdict } from "./verify.ts";
 
 export function tagged(phase: FlightPhase, error: unknown, sql: string, context: RecordContext = {}): unknown {
-  tag(error, makeRecord(phase, error, sql, firstKeyword(sql), isReadOnlySql(sql), context));
+  tag(error, makeRecord(phase, error, sql, firstKeyword(sql), context.readOnly ?? isReadOnlySql(sql), context));
   return error;
 }
 
-// What Prisma sends inside a transaction: one DML statement, no `;`, no comment. Only other text
-// (raw SQL) is scanned for statements that commit implicitly.
+// What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
+// other text (raw SQL) is scanned for statements that commit implicitly.
 const PLAIN_DML = /^\s*(?:SELECT|INSERT|UPDATE|DELETE)\b/i;
+const NEEDS_SCAN = /[;'"#\\]|\/\*|--/;
 function mayEndTransaction(sql: string): boolean {
-  if (PLAIN_DML.test(sql) && !sql.includes(";") && !sql.includes("/*")) return false;
+  if (PLAIN_DML.test(sql) && !NEEDS_SCAN.test(sql)) return false;
   return mayCommitImplicitly(sql);
+}
+
+// The server status flag of an open transaction (MySQL protocol SERVER_STATUS_IN_TRANS).
+const IN_TRANS = 1;
+// Mark errors that say the table is unusable: verification goes off (anything else is passing).
+const TABLE_ERRORS = new Set([1146, 1142, 1054, 1143, 1044]);
+
+/**
+ * The driver's error as the driver adapter would have mapped it (a DriverAdapterError), so that
+ * Prisma and the classifier see the usual shape. Only the codes and the server's message are kept.
+ */
+function asAdapterError(error: any): unknown {
+  if (typeof error?.errno !== "number" || error?.name === "DriverAdapterError") return error;
+  const cause =
+    error.errno === 1213
+      ? { kind: "TransactionWriteConflict", originalCode: "1213", originalMessage: error.sqlMessage ?? "N/A" }
+      : { kind: "mysql", code: error.errno, message: error.sqlMessage ?? "N/A", state: error.sqlState ?? "N/A", originalCode: String(error.errno), originalMessage: error.sqlMessage ?? "N/A" };
+  if (typeof error.sqlMessage !== "string") return error; // a socket error: Prisma takes it raw
+  return Object.assign(new Error(String(error.sqlMessage)), { name: "DriverAdapterError", cause });
+}
+
+/** The server ended the transaction without an error (a Galera brute-force abort seen late): a conflict. */
+function transactionEnded(): Error {
+  const message = "the server ended the transaction without an error (a Galera brute-force abort): it was rolled back";
+  return Object.assign(new Error(message), {
+    name: "DriverAdapterError",
+    cause: { kind: "TransactionWriteConflict", originalCode: "1213", originalMessage: message },
+  });
 }
 
 /** What the wrapped adapter does about a failure before it is rethrown. */
@@ -29,9 +58,11 @@ export interface FailureHandler {
   readonly serverDown?: boolean;
   /** After a silent drop inside a transaction: end the session the server still holds (`connection`: the driver connection it was on, to match its identity). */
   killGhost(threadId: number, connection?: unknown): Promise<void>;
+  /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
+  readonly guardedMarks?: boolean;
   /** Commit verification: the mark key of this driver connection, when verification is on and its identity is known. */
   markKeyOf?(connection: unknown): string | undefined;
-  /** The mark failed with an answer other than a conflict: the table is unusable, verification goes off. */
+  /** The mark was refused because of the table (missing, no right): verification goes off. */
   markFailed?(error: unknown): void;
   /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
   verifyCommit?(connection: unknown, key: string, token: string): Promise<CommitVerdict>;
@@ -93,10 +124,28 @@ export class ResilientTransaction implements TransactionLike {
       this.lost = true;
       // A socket timeout is a silent drop: the server still holds this session, its open
       // transaction and its row locks. End it, so the re-run does not wait on its own ghost.
-      if (threadId !== undefined && errorFacts(error).errno === SOCKET_TIMEOUT) await this.handler.killGhost(threadId, (this.inner as any).conn ?? (this.inner as any).client);
-      await this.handler.suspect(error);
+      if (threadId !== undefined && errorFacts(error).errno === SOCKET_TIMEOUT) await this.handler.killGhost(threadId, this.connection);
     }
+    // Lost, or a server that cannot take it now (read-only, Galera node not ready): the handler decides.
+    if (errorClass === "connection-lost" || errorClass === "unavailable") await this.handler.suspect(error);
     throw tagged("statement", error, sql, { threadId, committedEarlier: this.committedEarlier, duringOutage: this.handler.serverDown });
+  }
+
+  /**
+   * After a statement: is the transaction still open? A Galera node can abort a transaction (a
+   * conflicting write set from another node) and, measured on MariaDB 10.11, answer the next
+   * statement as if nothing happened, outside any transaction. The server status flag says so at no
+   * cost. A read that ran outside the transaction changed nothing: the transaction is re-run. A write
+   * that ran outside it committed on its own: nothing is re-run.
+   */
+  private stillOpen<T>(result: T, sql: string): T {
+    if (this.committedEarlier) return result;
+    const status = this.connection?.info?.status;
+    if (typeof status !== "number" || (status & IN_TRANS) !== 0) return result;
+    const wroteAlone = !isReadOnlySql(sql);
+    if (wroteAlone) this.committedEarlier = true;
+    log(`the server ended the transaction behind a ${firstKeyword(sql)}${wroteAlone ? ", which committed on its own" : ""}`);
+    throw tagged("statement", transactionEnded(), sql, { threadId: this.threadId, committedEarlier: wroteAlone, transactionEnded: true });
   }
 
   /** What a statement means for the transaction, noted before it is sent. */
@@ -107,11 +156,17 @@ export class ResilientTransaction implements TransactionLike {
 
   queryRaw(params: SqlQueryLike) {
     this.note(params.sql);
-    return this.inner.queryRaw(params).catch((e) => this.onStatementError(e, params.sql));
+    return this.inner.queryRaw(params).then(
+      (r) => this.stillOpen(r, params.sql),
+      (e) => this.onStatementError(e, params.sql),
+    );
   }
   executeRaw(params: SqlQueryLike) {
     this.note(params.sql);
-    return this.inner.executeRaw(params).catch((e) => this.onStatementError(e, params.sql));
+    return this.inner.executeRaw(params).then(
+      (r) => this.stillOpen(r, params.sql),
+      (e) => this.onStatementError(e, params.sql),
+    );
   }
 
   /** The driver connection of this transaction (mariadb: the pool connection). */
@@ -121,27 +176,37 @@ export class ResilientTransaction implements TransactionLike {
 
   commit() {
     const conn = this.connection;
-    const key = this.wrote && !this.committedEarlier && conn ? this.handler.markKeyOf?.(conn) : undefined;
+    const key = this.wrote && !this.committedEarlier && typeof conn?.query === "function" ? this.handler.markKeyOf?.(conn) : undefined;
     if (key === undefined) return this.inner.commit().catch((e) => this.onCommitError(e));
-    // The mark and the COMMIT go out together (the driver pipelines them): no extra round trip.
+    // The mark and the COMMIT go out together, in this order, as two text commands on the
+    // transaction's own connection (the driver pipelines them): no extra round trip. Guarded by
+    // @@in_transaction where the server has it, the mark writes nothing in a transaction that is gone.
     const token = newToken();
-    const marked: Promise<true | unknown> = this.inner.executeRaw({ sql: markSql(key, token), args: [], argTypes: [] } as SqlQueryLike).then(
-      () => true,
-      (e: unknown) => e,
+    const guarded = this.handler.guardedMarks === true;
+    const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(markSql(key, token, guarded)).then(
+      (r: any) => r ?? {},
+      (e: unknown) => ({ error: asAdapterError(e) }),
     );
     const committed: Promise<true | unknown> = this.inner.commit().then(
       () => true,
       (e: unknown) => e,
     );
     return Promise.all([marked, committed]).then(async ([mark, commit]) => {
-      if (mark !== true && serverAnswered(mark)) {
-        // A conflict answered to the mark (a deadlock, a Galera brute-force abort) rolled the whole
+      if ("error" in mark && serverAnswered(mark.error)) {
+        const errno = errorFacts(mark.error).errno;
+        // A deadlock answered to the mark (or a Galera brute-force abort) rolled the whole
         // transaction back: the COMMIT behind it committed nothing, whatever it answered.
-        if (classify(mark) === "conflict") throw tagged("commit", mark, "COMMIT", { threadId: this.threadId });
-        // Any other answer failed the mark alone: the COMMIT's own answer decides, unverified.
-        this.handler.markFailed?.(mark);
+        if (classify(mark.error) === "conflict" && errno !== 1205) throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
+        // Any other answer (1205 rolls back only the statement) failed the mark alone: the COMMIT's
+        // own answer decides, unverified.
+        if (errno !== undefined && TABLE_ERRORS.has(errno)) this.handler.markFailed?.(mark.error);
         if (commit === true) return;
         return this.onCommitError(commit);
+      }
+      if (guarded && "affectedRows" in mark && mark.affectedRows === 0) {
+        // The mark found no open transaction: the server had ended it (a Galera brute-force abort
+        // after the last statement), so the COMMIT committed nothing.
+        throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId });
       }
       if (commit === true) return;
       // Only a COMMIT that got no answer is in doubt.
@@ -157,7 +222,13 @@ export class ResilientTransaction implements TransactionLike {
   private async onCommitError(e: unknown): Promise<never> {
     const threadId = this.threadId;
     if (classify(e) !== "fatal") await this.handler.suspect(e);
-    throw tagged("commit", e, "COMMIT", { threadId, committedEarlier: this.committedEarlier, duringOutage: this.handler.serverDown });
+    // A transaction that only read has nothing to lose: its lost COMMIT is like a lost read.
+    throw tagged("commit", e, "COMMIT", {
+      threadId,
+      committedEarlier: this.committedEarlier,
+      duringOutage: this.handler.serverDown,
+      readOnly: !this.wrote && !this.committedEarlier,
+    });
   }
   rollback() {
     return this.inner.rollback().catch((e) => {

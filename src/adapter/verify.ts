@@ -4,7 +4,7 @@
 // to a fresh token. After a lost reply, over a side connection: the old session is made sure to be
 // gone (it can neither commit nor roll back any more), then the row tells. Token there: committed.
 // Not there: nothing committed.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, log } from "../log.ts";
 import { sameServer, SideConnections, type SessionIdentity, type SideConnection } from "./side.ts";
@@ -28,9 +28,13 @@ export type CommitVerdict = "committed" | "not-committed" | "unknown";
 
 const SAFE = /^[A-Za-z0-9:.@_-]{1,100}$/;
 
-/** The connection's row key: its session identity (unique per physical connection and server start). */
+/**
+ * The connection's row key: its session identity — thread id, and the server's host name (hashed),
+ * port and start time — unique per physical connection, also across the nodes of a cluster.
+ */
 export function markKey(session: SessionIdentity): string | undefined {
-  const key = `${session.threadId}@${session.server.port}:${session.server.started}`;
+  const host = createHash("sha1").update(session.server.hostname).digest("hex").slice(0, 12);
+  const key = `${session.threadId}@${host}:${session.server.port}:${session.server.started}`;
   return SAFE.test(key) ? key : undefined;
 }
 
@@ -38,10 +42,14 @@ export function newToken(): string {
   return randomBytes(16).toString("hex");
 }
 
-/** The mark: this connection's row set to the token, inside the transaction. Only safe characters are inlined. */
-export function markSql(key: string, token: string): string {
+/**
+ * The mark: this connection's row set to the token, inside the transaction. `guarded` (MariaDB's
+ * `@@in_transaction`): it writes nothing when the transaction is gone. Only safe characters are inlined.
+ */
+export function markSql(key: string, token: string, guarded = false): string {
   if (!SAFE.test(key) || !/^[0-9a-f]{32}$/.test(token)) throw new Error("unsafe commit mark");
-  return `INSERT INTO \`${COMMIT_TABLE}\` (\`conn\`, \`token\`, \`at\`) VALUES ('${key}', '${token}', NOW(3)) ON DUPLICATE KEY UPDATE \`token\` = VALUES(\`token\`), \`at\` = VALUES(\`at\`)`;
+  const values = guarded ? `SELECT '${key}', '${token}', NOW(3) FROM DUAL WHERE @@in_transaction = 1` : `VALUES ('${key}', '${token}', NOW(3))`;
+  return `INSERT INTO \`${COMMIT_TABLE}\` (\`conn\`, \`token\`, \`at\`) ${values} ON DUPLICATE KEY UPDATE \`token\` = VALUES(\`token\`), \`at\` = VALUES(\`at\`)`;
 }
 
 const NO_SUCH_TABLE = 1146;
@@ -55,9 +63,11 @@ export async function prepareCommitTable(
   side: SideConnections,
   create: boolean,
   timeoutMs: number,
-): Promise<{ ok: boolean; why?: string; /** The server answered (false: try again later). */ reached: boolean }> {
+): Promise<{ ok: boolean; why?: string; /** The server answered (false: try again later). */ reached: boolean; guarded?: boolean }> {
   const { conn, result } = await side.connect(timeoutMs);
   if (!conn) return { ok: false, why: `no side connection (${result.ok ? "?" : result.reason})`, reached: false };
+  // Never held up for long (a table lock, a metadata lock): the side connection is destroyed.
+  const timer = setTimeout(() => void side.release(conn, true), timeoutMs * 2);
   try {
     try {
       await conn.query(`SELECT 1 FROM \`${COMMIT_TABLE}\` LIMIT 0`);
@@ -66,6 +76,10 @@ export async function prepareCommitTable(
       await conn.query(CREATE_COMMIT_TABLE);
       log(`created table ${COMMIT_TABLE} for commit verification; add this model to schema.prisma so that prisma migrate sees no drift:\n${COMMIT_MODEL}`);
     }
+    const guarded = await conn.query("SELECT @@in_transaction AS t").then(
+      () => true,
+      () => false,
+    );
     const token = newToken();
     const key = `check-${token.slice(0, 12)}`;
     await conn.query(markSql(key, token));
@@ -74,13 +88,14 @@ export async function prepareCommitTable(
     if (rows?.[0]?.token !== token) return { ok: false, why: "the check row could not be read back", reached: true };
     // Rows of connections idle for a day are of no use any more: keep the table small.
     await conn.query(`DELETE FROM \`${COMMIT_TABLE}\` WHERE \`at\` < NOW(3) - INTERVAL 1 DAY`).catch(() => undefined);
-    return { ok: true, reached: true };
+    return { ok: true, reached: true, guarded };
   } catch (e: any) {
     // A lost connection says nothing about the table: try again later.
     const errno = e?.errno;
     const lost = typeof errno !== "number" || errno < 1000 || (errno >= 2000 && errno < 3000) || errno >= 45000;
     return { ok: false, why: describeError(e), reached: !lost };
   } finally {
+    clearTimeout(timer);
     await side.release(conn);
   }
 }
@@ -97,7 +112,9 @@ async function sessionPresent(conn: SideConnection, session: SessionIdentity): P
 async function readMark(conn: SideConnection, key: string, token: string): Promise<CommitVerdict> {
   // On a Galera node, wait until this node has applied everything the cluster committed before the read.
   await conn.query("SET SESSION wsrep_sync_wait = 1").catch(() => undefined);
-  const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ?`, [key]);
+  // FOR UPDATE: a proxy that splits reads sends it to the primary, and it waits for anyone still
+  // holding the row (in autocommit the lock ends with the statement).
+  const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ? FOR UPDATE`, [key]);
   return rows?.[0]?.token === token ? "committed" : "not-committed";
 }
 
@@ -115,36 +132,49 @@ export async function verifyCommit(
   deadlineAt: number,
 ): Promise<CommitVerdict> {
   let pause = 25;
-  while (performance.now() < deadlineAt) {
+  while (performance.now() < deadlineAt && !side.isClosed) {
     const { conn } = await side.connect(Math.max(50, Math.min(1000, deadlineAt - performance.now())));
     if (conn) {
-      let forced = false;
+      // Each attempt ends by the deadline: past it the side connection is destroyed, whatever it waits for.
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        void side.release(conn, true);
+      }, Math.max(0, deadlineAt - performance.now()));
       try {
-        const here = await SideConnections.serverIdentity(conn);
-        if (here && sameServer(here, session.server)) {
-          // The same server: the session must be gone before the mark can be trusted.
-          while (await sessionPresent(conn, session)) {
-            log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
-            await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
-            if (performance.now() > deadlineAt) return "unknown";
-            await sleep(20);
-          }
-          return await readMark(conn, key, token);
-        }
-        if (here && here.hostname === session.server.hostname && here.port === session.server.port) {
-          // The same server, started again: no session from before the restart survives it.
-          return await readMark(conn, key, token);
-        }
-        // Another server (a proxy in front of a cluster): the old session is out of reach from here.
+        const verdict = await attempt(conn, session, key, token, deadlineAt);
+        if (verdict) return verdict;
       } catch (e) {
-        forced = true;
-        log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
+        if (!timedOut) log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
       } finally {
-        await side.release(conn, forced);
+        clearTimeout(timer);
+        if (!timedOut) await side.release(conn);
       }
     }
     await sleep(Math.min(pause, Math.max(0, deadlineAt - performance.now())));
     pause = Math.min(500, pause * 2);
   }
   return "unknown";
+}
+
+/** One try over one side connection; undefined when it landed on another server (a proxy in front of a cluster). */
+async function attempt(conn: SideConnection, session: SessionIdentity, key: string, token: string, deadlineAt: number): Promise<CommitVerdict | undefined> {
+  const here = await SideConnections.serverIdentity(conn);
+  if (!here) return undefined;
+  if (sameServer(here, session.server)) {
+    // The same server: the session must be gone before the mark can be trusted.
+    while (await sessionPresent(conn, session)) {
+      log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
+      await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
+      if (performance.now() > deadlineAt) return "unknown";
+      await sleep(20);
+    }
+    return await readMark(conn, key, token);
+  }
+  // The same server, started again: no session from before the restart survives it.
+  if (here.hostname === session.server.hostname && here.port === session.server.port && here.started > session.server.started + 1) {
+    return await readMark(conn, key, token);
+  }
+  // Another server: the old session is out of reach from here.
+  return undefined;
 }

@@ -145,6 +145,8 @@ const READ_ONLY_CODES = new Set([
 const OPTION_PREVENTS = 1290; // ER_OPTION_PREVENTS_STATEMENT: read-only only when its message says so
 const READ_ONLY_MESSAGE = /read[-_ ]only/i;
 const WSREP_MESSAGE = /wsrep/i;
+const ERROR_DURING_COMMIT = 1180; // ER_ERROR_DURING_COMMIT: on Galera, "not connected to Primary Component"
+const NOT_PRIMARY_MESSAGE = /primary component/i;
 
 // Failures that can carry a connection SQLSTATE (08S01) but that a retry would only repeat.
 const NEVER_RETRY_CODES = new Set([
@@ -247,6 +249,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
 function refusesForNow(f: ErrorFacts): boolean {
   const { errno } = f;
   if (errno === WSREP_NOT_READY) return f.messages.some((m) => WSREP_MESSAGE.test(m));
+  if (errno === ERROR_DURING_COMMIT) return f.messages.some((m) => NOT_PRIMARY_MESSAGE.test(m));
   if (errno !== undefined && READ_ONLY_CODES.has(errno)) return true;
   if (errno === OPTION_PREVENTS) return f.messages.some((m) => READ_ONLY_MESSAGE.test(m));
   return false;
@@ -255,6 +258,7 @@ function refusesForNow(f: ErrorFacts): boolean {
 /** A Galera node that is not ready for the app (1047 WSREP): outside the Primary component, or still joining. */
 export function isWsrepNotReady(error: unknown): boolean {
   const f = errorFacts(error);
+  if (f.errno === ERROR_DURING_COMMIT) return f.messages.some((m) => NOT_PRIMARY_MESSAGE.test(m));
   return f.errno === WSREP_NOT_READY && f.messages.some((m) => WSREP_MESSAGE.test(m));
 }
 

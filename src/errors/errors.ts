@@ -6,9 +6,10 @@ export interface OutcomeUnknownDetails {
   /**
    * What was in flight: `commit` (a COMMIT), `autocommit` (a write outside a transaction), or
    * `implicit-commit` (a statement of a transaction after one that commits implicitly, such as
-   * TRUNCATE or DDL, had run: part of the transaction may be committed).
+   * TRUNCATE or DDL, had run: part of the transaction may be committed), or `transaction-ended`
+   * (the server ended the transaction silently and a write then ran on its own).
    */
-  inFlight: Extract<FlightPhase, "commit" | "autocommit"> | "implicit-commit" | "unknown";
+  inFlight: Extract<FlightPhase, "commit" | "autocommit"> | "implicit-commit" | "transaction-ended" | "unknown";
   /** First keyword of the statement in flight ("COMMIT", "UPDATE" ...), when known. */
   statement?: string;
   /** Prisma operation (`create`, `$executeRaw`, `$transaction` ...). */
@@ -51,10 +52,11 @@ export class OutcomeUnknownError extends Error {
     const verification = details.verificationIncomplete
       ? " Checking whether it committed could not complete in time (the server was out of reach)."
       : "";
-    super(
-      `${what}: the connection was lost ${flight}. The write may or may not have been applied; it was not retried.${verification}`,
-      { cause: options.cause },
-    );
+    const message =
+      details.inFlight === "transaction-ended"
+        ? `${what}: the server ended the transaction without an error (a Galera brute-force abort); the statements before were rolled back, and its next ${details.statement ?? "write"} ran on its own and committed. It was not retried.`
+        : `${what}: the connection was lost ${flight}. The write may or may not have been applied; it was not retried.${verification}`;
+    super(message, { cause: options.cause });
     this.verificationIncomplete = details.verificationIncomplete;
     this.inFlight = details.inFlight;
     this.statement = details.statement;

@@ -58,7 +58,9 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
   }
   if (record) {
     if (record.committedEarlier) {
-      // Part of the transaction may be committed already (TRUNCATE, DDL …): a re-run would repeat it.
+      // Part of the transaction may be committed already (TRUNCATE, DDL …, or a write that ran on its
+      // own after the server ended the transaction): a re-run would repeat it.
+      if (record.transactionEnded) return unknown("transaction-ended", record.statement, record.threadId);
       return errorClass === "connection-lost" ? unknown("implicit-commit", record.statement, record.threadId) : { retry: false, error };
     }
     if (mayHaveCommitted(record)) {
@@ -112,11 +114,14 @@ class RetryableFailure extends Error {
   }
 }
 
-function budgetOf(error: unknown, errorClass: ErrorClass): Budget {
+function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"]): Budget {
   if (errorClass === "conflict") return "conflict";
   const notSent = provesNotSent(error);
   if (errorClass === "connection-lost") {
-    if (notSent) return "stale";
+    // A dead pooled connection found before anything of the operation ran (the pre-ping case): only
+    // a BEGIN or a statement outside a transaction; a transaction with statements behind it counts.
+    const phase = flightOf(error)?.phase;
+    if (notSent && (phase === "begin" || phase === "autocommit" || (phase === undefined && scope === "operation"))) return "stale";
     // Lost because the server went down (a restart): the outage's time, not a retry of one's own.
     return flightOf(error)?.duringOutage ? "outage" : "counted";
   }
@@ -178,7 +183,7 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    throw new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass), flightOf(error)?.heldBack === true);
+    throw new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass, what.scope), flightOf(error)?.heldBack === true);
   };
 
   try {
