@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
 import { serverAnswered } from "../src/errors/classify.ts";
+import { ResilientTransaction } from "../src/adapter/transaction.ts";
 import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/adapter/flight.ts";
 import { resolveOptions } from "../src/extension/options.ts";
 import { firstKeyword, isAutocommitDml, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/adapter/sql.ts";
@@ -265,5 +266,54 @@ describe("options", () => {
     assert.equal(wrapped.provider, "mysql");
     assert.equal(typeof wrapped.connect, "function");
     assert.equal(withResilience(wrapped), wrapped, "wrapping twice is a no-op");
+  });
+});
+
+describe("ResilientTransaction bookkeeping (unit, a fake connection whose status flag says the transaction ended)", () => {
+  function fakeTransaction() {
+    const conn = { info: { status: 3 }, query: async () => [] };
+    const inner: any = {
+      provider: "mysql",
+      adapterName: "fake",
+      options: {},
+      conn,
+      queryRaw: async () => {
+        conn.info.status = 2; // the server ended the transaction: the statement ran outside it
+        return { rows: [] };
+      },
+      executeRaw: async () => {
+        await new Promise((r) => setTimeout(r, 5));
+        return 1;
+      },
+      commit: async () => undefined,
+      rollback: async () => undefined,
+    };
+    const handler: any = { suspect: async () => undefined, killGhost: async () => undefined };
+    return new ResilientTransaction(inner, handler);
+  }
+
+  test("a read and a write in flight together: the first rejection already says a write may have committed", async () => {
+    const tx = fakeTransaction();
+    const both = Promise.all([tx.queryRaw({ sql: "SELECT 1" }), tx.executeRaw({ sql: "INSERT INTO x VALUES (1)" })]);
+    const error = await both.then(
+      () => assert.fail("expected a rejection"),
+      (e) => e,
+    );
+    const record = flightOf(error)!;
+    assert.equal(record.transactionEnded, true);
+    assert.equal(record.committedEarlier, true);
+    assert.equal(mayHaveCommitted(record), true);
+  });
+
+  test("a read alone outside the transaction: nothing committed, a conflict to re-run; nothing more is sent", async () => {
+    const tx = fakeTransaction();
+    const error = await tx.queryRaw({ sql: "SELECT 1" }).then(
+      () => assert.fail("expected a rejection"),
+      (e) => e,
+    );
+    assert.equal(classify(error), "conflict");
+    assert.equal(mayHaveCommitted(flightOf(error)!), false);
+    await assert.rejects(tx.executeRaw({ sql: "INSERT INTO x VALUES (1)" }));
+    await assert.rejects(tx.commit());
   });
 });

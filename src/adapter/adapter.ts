@@ -83,6 +83,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private marks: "pending" | "on" | "off";
   /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
   guardedMarks = false;
+  /** `@@innodb_rollback_on_timeout`, read with the commit table (undefined: not known). */
+  rollbackOnTimeout?: boolean;
   private renewing?: Promise<void>;
   private lastRenewal = 0;
 
@@ -135,11 +137,12 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private async prepareMarks() {
     if (!this.health.side.canConnect || !this.config) return this.marksOff("the driver's settings are unknown (a pool you created yourself)");
     if (this.health.state !== "up") return; // tried again once the server is back
-    const { ok, why, reached, guarded } = await prepareCommitTable(this.health.side, true, Math.max(this.options.probeTimeout, 2000));
+    const { ok, why, reached, guarded, rollbackOnTimeout } = await prepareCommitTable(this.health.side, true, Math.max(this.options.probeTimeout, 2000));
     if (this.marks !== "pending") return;
     if (ok) {
       this.marks = "on";
       this.guardedMarks = guarded === true;
+      this.rollbackOnTimeout = rollbackOnTimeout;
       log("commit verification is on");
     } else if (reached) this.marksOff(why ?? "unknown");
     else log(`commit verification waits for the server (${why})`);

@@ -73,6 +73,8 @@ export interface RecordContext {
   transactionEnded?: boolean;
   /** Overrides what the statement's text says: a COMMIT of a transaction that only read. */
   readOnly?: boolean;
+  /** Overrides what the error says: an answer that does not tell what happened to the transaction. */
+  answered?: boolean;
 }
 
 export function makeRecord(phase: FlightPhase, error: unknown, sql: string, statement: string, readOnly: boolean, context: RecordContext = {}): FlightRecord {
@@ -84,7 +86,7 @@ export function makeRecord(phase: FlightPhase, error: unknown, sql: string, stat
     notSent: heldBack === true || provesNotSent(error),
     threadId,
     heldBack,
-    answered: serverAnswered(error) && !isMultiStatement(sql),
+    answered: context.answered ?? (serverAnswered(error) && !isMultiStatement(sql)),
     committedEarlier,
     verification,
     duringOutage: duringOutage || undefined,

@@ -60,6 +60,8 @@ export interface FailureHandler {
   killGhost(threadId: number, connection?: unknown): Promise<void>;
   /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
   readonly guardedMarks?: boolean;
+  /** `@@innodb_rollback_on_timeout`: whether a lock wait timeout (1205) rolls back the whole transaction (undefined: not known). */
+  readonly rollbackOnTimeout?: boolean;
   /** Commit verification: the mark key of this driver connection, when verification is on and its identity is known. */
   markKeyOf?(connection: unknown): string | undefined;
   /** The mark was refused because of the table (missing, no right): verification goes off. */
@@ -80,6 +82,10 @@ export class ResilientTransaction implements TransactionLike {
   private committedEarlier = false;
   /** A statement that can change data was sent: a lost COMMIT reply is worth verifying. */
   private wrote = false;
+  /** Writes sent and not yet answered (Prisma may run a transaction's queries concurrently). */
+  private writesInFlight = 0;
+  /** The server was seen to have ended the transaction: nothing more is sent in it. */
+  private ended?: unknown;
   readonly createSavepoint?: (name: string) => Promise<void>;
   readonly rollbackToSavepoint?: (name: string) => Promise<void>;
   readonly releaseSavepoint?: (name: string) => Promise<void>;
@@ -117,7 +123,9 @@ export class ResilientTransaction implements TransactionLike {
     return typeof id === "number" ? id : undefined;
   }
 
-  private async onStatementError(error: unknown, sql: string): Promise<never> {
+  private async onStatementError(error: unknown, sql: string, write = false): Promise<never> {
+    if (write) this.writesInFlight--;
+    if (this.ended !== undefined) throw this.ended;
     const threadId = this.threadId;
     const errorClass = classify(error);
     if (errorClass === "connection-lost") {
@@ -138,34 +146,54 @@ export class ResilientTransaction implements TransactionLike {
    * cost. A read that ran outside the transaction changed nothing: the transaction is re-run. A write
    * that ran outside it committed on its own: nothing is re-run.
    */
-  private stillOpen<T>(result: T, sql: string): T {
-    if (this.committedEarlier) return result;
+  private stillOpen<T>(result: T, sql: string, write: boolean): T {
+    if (write) this.writesInFlight--;
+    if (this.committedEarlier && this.ended === undefined) return result;
+    if (this.ended !== undefined) throw this.ended;
     const status = this.connection?.info?.status;
     if (typeof status !== "number" || (status & IN_TRANS) !== 0) return result;
-    const wroteAlone = !isReadOnlySql(sql);
+    // A write of this transaction that ran (or is running) outside it committed on its own.
+    const wroteAlone = write || this.writesInFlight > 0;
     if (wroteAlone) this.committedEarlier = true;
-    log(`the server ended the transaction behind a ${firstKeyword(sql)}${wroteAlone ? ", which committed on its own" : ""}`);
-    throw tagged("statement", transactionEnded(), sql, { threadId: this.threadId, committedEarlier: wroteAlone, transactionEnded: true });
+    log(`the server ended the transaction behind a ${firstKeyword(sql)}${wroteAlone ? "; a write ran on its own" : ""}`);
+    this.ended = tagged("statement", transactionEnded(), sql, { threadId: this.threadId, committedEarlier: wroteAlone, transactionEnded: true });
+    throw this.ended;
   }
 
-  /** What a statement means for the transaction, noted before it is sent. */
-  private note(sql: string) {
+  /** What a statement means for the transaction, noted before it is sent. Returns whether it writes. */
+  private note(sql: string): boolean {
+    if (this.ended !== undefined) throw this.ended;
     if (!this.committedEarlier && mayEndTransaction(sql)) this.committedEarlier = true;
-    if (!this.wrote && !isReadOnlySql(sql)) this.wrote = true;
+    const write = !isReadOnlySql(sql);
+    if (write) {
+      this.wrote = true;
+      this.writesInFlight++;
+    }
+    return write;
   }
 
   queryRaw(params: SqlQueryLike) {
-    this.note(params.sql);
+    let write: boolean;
+    try {
+      write = this.note(params.sql);
+    } catch (ended) {
+      return Promise.reject(ended);
+    }
     return this.inner.queryRaw(params).then(
-      (r) => this.stillOpen(r, params.sql),
-      (e) => this.onStatementError(e, params.sql),
+      (r) => this.stillOpen(r, params.sql, write),
+      (e) => this.onStatementError(e, params.sql, write),
     );
   }
   executeRaw(params: SqlQueryLike) {
-    this.note(params.sql);
+    let write: boolean;
+    try {
+      write = this.note(params.sql);
+    } catch (ended) {
+      return Promise.reject(ended);
+    }
     return this.inner.executeRaw(params).then(
-      (r) => this.stillOpen(r, params.sql),
-      (e) => this.onStatementError(e, params.sql),
+      (r) => this.stillOpen(r, params.sql, write),
+      (e) => this.onStatementError(e, params.sql, write),
     );
   }
 
@@ -177,7 +205,25 @@ export class ResilientTransaction implements TransactionLike {
   commit() {
     const conn = this.connection;
     const key = this.wrote && !this.committedEarlier && typeof conn?.query === "function" ? this.handler.markKeyOf?.(conn) : undefined;
-    if (key === undefined) return this.inner.commit().catch((e) => this.onCommitError(e));
+    if (this.ended !== undefined) return Promise.reject(this.ended);
+    if (key === undefined) {
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function") return this.inner.commit().catch((e) => this.onCommitError(e));
+      // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
+      // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
+      const guard: Promise<number | undefined> = conn.query("SELECT @@in_transaction AS t").then(
+        (rows: any) => Number(rows?.[0]?.t),
+        () => undefined,
+      );
+      const committed = this.inner.commit().then(
+        () => true,
+        (e: unknown) => e,
+      );
+      return Promise.all([guard, committed]).then(([open, commit]) => {
+        if (open === 0) throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId });
+        if (commit === true) return;
+        return this.onCommitError(commit);
+      });
+    }
     // The mark and the COMMIT go out together, in this order, as two text commands on the
     // transaction's own connection (the driver pipelines them): no extra round trip. Guarded by
     // @@in_transaction where the server has it, the mark writes nothing in a transaction that is gone.
@@ -196,7 +242,15 @@ export class ResilientTransaction implements TransactionLike {
         const errno = errorFacts(mark.error).errno;
         // A deadlock answered to the mark (or a Galera brute-force abort) rolled the whole
         // transaction back: the COMMIT behind it committed nothing, whatever it answered.
-        if (classify(mark.error) === "conflict" && errno !== 1205) throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
+        if (classify(mark.error) === "conflict" && (errno !== 1205 || this.handler.rollbackOnTimeout === true)) {
+          throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
+        }
+        // 1206 (lock table full) always rolls the whole transaction back: nothing committed (not retried).
+        if (errno === 1206) throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
+        // 1205 where it is not known whether it rolled back the statement or the transaction.
+        if (errno === 1205 && this.handler.rollbackOnTimeout !== false) {
+          throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
+        }
         // Any other answer (1205 rolls back only the statement) failed the mark alone: the COMMIT's
         // own answer decides, unverified.
         if (errno !== undefined && TABLE_ERRORS.has(errno)) this.handler.markFailed?.(mark.error);

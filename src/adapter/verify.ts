@@ -63,7 +63,15 @@ export async function prepareCommitTable(
   side: SideConnections,
   create: boolean,
   timeoutMs: number,
-): Promise<{ ok: boolean; why?: string; /** The server answered (false: try again later). */ reached: boolean; guarded?: boolean }> {
+): Promise<{
+  ok: boolean;
+  why?: string;
+  /** The server answered (false: try again later). */
+  reached: boolean;
+  guarded?: boolean;
+  /** `@@innodb_rollback_on_timeout`, when it could be read. */
+  rollbackOnTimeout?: boolean;
+}> {
   const { conn, result } = await side.connect(timeoutMs);
   if (!conn) return { ok: false, why: `no side connection (${result.ok ? "?" : result.reason})`, reached: false };
   // Never held up for long (a table lock, a metadata lock): the side connection is destroyed.
@@ -80,6 +88,17 @@ export async function prepareCommitTable(
       () => true,
       () => false,
     );
+    const galera = await conn.query("SELECT @@wsrep_on AS w").then(
+      (r: any) => Number(r?.[0]?.w) === 1,
+      () => false,
+    );
+    // On a Galera node a transaction can be aborted silently (a brute-force abort): an unguarded
+    // mark would then commit on its own and vouch for a transaction that did not.
+    if (galera && !guarded) return { ok: false, why: "a Galera node without @@in_transaction", reached: true };
+    const rollbackOnTimeout = await conn.query("SELECT @@innodb_rollback_on_timeout AS r").then(
+      (r: any) => Number(r?.[0]?.r) === 1,
+      () => undefined,
+    );
     const token = newToken();
     const key = `check-${token.slice(0, 12)}`;
     await conn.query(markSql(key, token));
@@ -88,7 +107,7 @@ export async function prepareCommitTable(
     if (rows?.[0]?.token !== token) return { ok: false, why: "the check row could not be read back", reached: true };
     // Rows of connections idle for a day are of no use any more: keep the table small.
     await conn.query(`DELETE FROM \`${COMMIT_TABLE}\` WHERE \`at\` < NOW(3) - INTERVAL 1 DAY`).catch(() => undefined);
-    return { ok: true, reached: true, guarded };
+    return { ok: true, reached: true, guarded, rollbackOnTimeout };
   } catch (e: any) {
     // A lost connection says nothing about the table: try again later.
     const errno = e?.errno;

@@ -50,7 +50,7 @@ export class OutcomeUnknownError extends Error {
             ? "after a statement that commits implicitly (TRUNCATE, DDL, LOCK TABLES, a raw COMMIT …) had run inside the transaction, so part of it may be committed"
             : "during a write, and what had reached the server is not known (use withResilience() on the adapter to know)";
     const verification = details.verificationIncomplete
-      ? " Checking whether it committed could not complete in time (the server was out of reach)."
+      ? " Checking whether it committed did not tell (the server was out of reach, or its answer left it open)."
       : "";
     const message =
       details.inFlight === "transaction-ended"

@@ -4,6 +4,7 @@
 // and its known bugs. Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.
 import { ConnectFailedError } from "../errors/errors.ts";
 import { driverInfo, type DriverInfo } from "./driver.ts";
+import { describeGaleraState } from "./galera.ts";
 import { checkOptionKeys, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
 import { redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
@@ -30,6 +31,8 @@ function text(review: PoolReview & { server: ServerTimeouts }, url: string, driv
     `connection  ${redact(url)}`,
     `tls         ${s.tls ? `yes (${s.tls})` : s.tls === false ? "no: plaintext" : "unknown"}`,
     `driver      mariadb ${driver.version ?? "(not found)"}`,
+    `commits     ${s.commitTable === "present" ? "_resilience_commits present: lost COMMIT replies can be verified (exactly-once)" : s.commitTable === "missing" ? "_resilience_commits missing: withResilience() creates it when this user may (CREATE), or add the ResilienceCommit model (README, Exactly-once)" : "_resilience_commits not readable by this user: commit verification will be off"}`,
+    ...(s.galera ? [`galera      ${describeGaleraState(s.galera)}`, ...s.galera.notes.map((n) => `            ${n}`)] : []),
     `retire idle connections by ${review.retireAfter} s (timeout − ${review.margin} s margin)`,
     "",
     "setting               now      recommended  verdict",

@@ -1,6 +1,7 @@
 // Pool settings below the server's wait_timeout: reviews what a connection string (or a mariadb pool
 // config) would produce against the server's timeouts, and recommends settings that retire idle
 // connections before the server (or an idle-dropping middlebox) does. Pure: no I/O here.
+import type { GaleraState } from "./galera.ts";
 import { formatDatabaseUrl, parseDatabaseUrl, prismaMisreads, redact } from "./url.ts";
 
 /** The server facts the recommendation depends on. Timeouts in seconds, as the server reports them. */
@@ -18,6 +19,10 @@ export interface ServerTimeouts {
   flavor?: "mariadb" | "mysql";
   /** The TLS cipher of the connection that read these facts, false for plaintext, undefined if unknown. */
   tls?: string | false;
+  /** A Galera node's state (cluster size, Primary, Synced, wsrep_sync_wait), when the server could say. */
+  galera?: GaleraState;
+  /** The commit-mark table of exactly-once (`_resilience_commits`): there, missing, or not readable by this user. */
+  commitTable?: "present" | "missing" | "no-access";
 }
 
 /** The mariadb pool settings this module reviews (the driver's names and units). */

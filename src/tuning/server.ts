@@ -1,5 +1,7 @@
 // Reads a live server's timeouts over one short-lived connection (not a pool: a pool hides a wrong
 // password behind its 10 s acquire timeout), and tunes pool settings from them.
+import { COMMIT_TABLE } from "../adapter/verify.ts";
+import { readGaleraState } from "./galera.ts";
 import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
 import { checkOptionKeys, checkTuneOptions, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { formatDatabaseUrl, parseDatabaseUrl, redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
@@ -118,7 +120,14 @@ export async function readServerTimeouts(input: PoolInput, options: ReadServerOp
     // Informational: a proxy that does not answer SHOW STATUS leaves it unknown.
     const [ssl] = await conn.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'").catch(() => [undefined]);
     const version = String(row.version);
+    const galera = await readGaleraState(conn).catch(() => undefined);
+    const commitTable = await conn.query(`SELECT 1 FROM \`${COMMIT_TABLE}\` LIMIT 0`).then(
+      () => "present" as const,
+      (e: any) => (e?.errno === 1146 ? ("missing" as const) : ("no-access" as const)),
+    );
     return {
+      galera: galera?.galera ? galera : undefined,
+      commitTable,
       tls: ssl === undefined ? undefined : ssl.Value ? String(ssl.Value) : false,
       waitTimeout: Number(row.waitTimeout),
       sessionWaitTimeout: Number(row.sessionWaitTimeout),

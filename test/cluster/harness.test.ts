@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
+import { runDoctor } from "../../src/index.ts";
 import { readGaleraState, describeGaleraState } from "../../src/tuning/galera.ts";
 import { requireGalera, startGaleraCluster, type GaleraCluster, type GaleraNode } from "../support/galera.ts";
 import { haproxyForGalera, type GaleraProxy } from "../support/haproxy.ts";
@@ -168,6 +169,15 @@ describe("galera harness", () => {
     } finally {
       await conn.end();
     }
+  });
+
+  test("the doctor reports a node's Galera state and the commit table", async () => {
+    const result = await runDoctor({ url: cluster.nodes[0].url });
+    assert.match(result.output, /galera\s+Primary component of 3 node\(s\), this node Synced/);
+    assert.match(result.output, /commits\s+_resilience_commits present/);
+    const json = JSON.parse((await runDoctor({ url: cluster.nodes[0].url, json: true })).output);
+    assert.equal(json.server.galera.clusterSize, 3);
+    assert.equal(json.server.galera.localState, 4);
   });
 
   test("certification conflict: the second COMMIT of a hot row written through two nodes gets 1213, and did not apply", async () => {
