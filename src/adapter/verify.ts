@@ -6,6 +6,7 @@
 // Not there: nothing committed.
 import { createHash, randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
 import { describeError, log } from "../log.ts";
 import { sameServer, SideConnections, type SessionIdentity, type SideConnection } from "./side.ts";
 
@@ -112,7 +113,10 @@ export async function prepareCommitTable(
     // A lost connection says nothing about the table: try again later.
     const errno = e?.errno;
     const lost = typeof errno !== "number" || errno < 1000 || (errno >= 2000 && errno < 3000) || errno >= 45000;
-    return { ok: false, why: describeError(e), reached: !lost };
+    // A read-only server (a replica, a demoted primary) or a Galera node not ready: try again once
+    // the pool is renewed, not off for good.
+    const forNow = isReadOnlyAnswer(e) || isWsrepNotReady(e);
+    return { ok: false, why: describeError(e), reached: !lost && !forNow };
   } finally {
     clearTimeout(timer);
     await side.release(conn);
