@@ -173,25 +173,21 @@ export class ResilientTransaction implements TransactionLike {
   }
 
   queryRaw(params: SqlQueryLike) {
-    let write: boolean;
-    try {
-      write = this.note(params.sql);
-    } catch (ended) {
-      return Promise.reject(ended);
-    }
-    return this.inner.queryRaw(params).then(
-      (r) => this.stillOpen(r, params.sql, write),
-      (e) => this.onStatementError(e, params.sql, write),
-    );
+    return this.statement(params, (p) => this.inner.queryRaw(p));
   }
   executeRaw(params: SqlQueryLike) {
+    return this.statement(params, (p) => this.inner.executeRaw(p));
+  }
+
+  /** One statement of the transaction: noted before it is sent, checked after its answer. */
+  private statement<T>(params: SqlQueryLike, send: (params: SqlQueryLike) => Promise<T>): Promise<T> {
     let write: boolean;
     try {
       write = this.note(params.sql);
     } catch (ended) {
       return Promise.reject(ended);
     }
-    return this.inner.executeRaw(params).then(
+    return send(params).then(
       (r) => this.stillOpen(r, params.sql, write),
       (e) => this.onStatementError(e, params.sql, write),
     );
