@@ -61,6 +61,10 @@ describe("galera soak", () => {
         downMs: 1000,
         seed: 20261125,
         keyPrefix,
+        // A COMMIT lost with the killed node is verified on that node once it is back (it is the
+        // only one that can show its old session gone): above eviction + restart + IST + HAProxy's
+        // rise (≈ 12 s here), as the README advises for clusters. The default 10 s can run out first.
+        adapter: { verifyTimeout: 30_000 },
       });
     } finally {
       clearInterval(watch);
