@@ -23,6 +23,7 @@ import {
 } from "./side.ts";
 import { isAutocommitDml } from "./sql.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
+import { ClusterNodes } from "./nodes.ts";
 import { markKey, prepareCommitTable, verifyCommit, type CommitVerdict } from "./verify.ts";
 import type { AdapterLike, SqlQueryLike } from "./types.ts";
 
@@ -87,6 +88,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   rollbackOnTimeout?: boolean;
   private renewing?: Promise<void>;
   private lastRenewal = 0;
+  /** Galera nodes' own addresses, for verifying a COMMIT lost with its node. */
+  private readonly nodes: ClusterNodes;
 
   constructor(
     private readonly factory: AdapterFactoryLike,
@@ -97,6 +100,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       () => this.target,
     );
     this.marks = options.verifyCommits ? "pending" : "off";
+    this.nodes = new ClusterNodes(side);
     this.health = new ServerHealth(options, side, {
       onDown: () => {
         this.destroyBusyConnections();
@@ -228,7 +232,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
           const id = sessionIdentityOf(rows?.[0]);
           // Behind a multiplexing proxy the session may not be this connection's own: then none is kept.
           const own = Number(conn.threadId ?? conn.info?.threadId);
-          if (id && (!Number.isFinite(own) || id.threadId === own)) this.sessions.set(conn.info, id);
+          if (id && (!Number.isFinite(own) || id.threadId === own)) {
+            this.sessions.set(conn.info, id);
+            if (this.options.verifyCommits) this.nodes.seen(conn, id.server);
+          }
         },
         () => undefined,
       );
@@ -415,7 +422,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     const identity = info ? this.sessions.get(info) : undefined;
     const started = performance.now();
     const verdict: CommitVerdict =
-      !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout);
+      !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout, this.nodes);
     try {
       this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
     } catch {

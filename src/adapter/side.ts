@@ -5,11 +5,17 @@
 // closed before the handshake is one, and on a remote server enough of those block the app's host,
 // error 1129). They need the mariadb driver; without it (another adapter) a TCP probe is the fallback.
 import { EventEmitter } from "node:events";
-import { connect as tcpConnect } from "node:net";
+import { connect as tcpConnect, type Socket } from "node:net";
 import type { ConnectFailure } from "../errors/errors.ts";
 
 /** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
 export type ConnOptions = Record<string, any>;
+
+/** A server's own TCP address (a Galera node's client address), to reach it without the proxy. */
+export interface NodeAddress {
+  host: string;
+  port: number;
+}
 
 export interface ProbeTarget {
   host?: string;
@@ -174,6 +180,28 @@ function failureOf(e: any): ProbeResult {
   return { ok: false, reason: typeof code === "string" ? code : "connection lost", error: e };
 }
 
+/**
+ * The driver's `stream` option, so that the side connection's socket is ours to close: the app's
+ * own `stream` (called as the driver would), or a plain connection to the socket path or host:port.
+ */
+function ownSocket(config: ConnOptions): { stream: (cb: (err?: Error | null, s?: Socket) => void) => Socket | undefined; socket: () => Socket | undefined } {
+  let socket: Socket | undefined;
+  const theirs = typeof config.stream === "function" ? config.stream : undefined;
+  const stream = (cb: (err?: Error | null, s?: Socket) => void): Socket | undefined => {
+    if (theirs) {
+      const returned = theirs((err: Error | null | undefined, s?: Socket) => {
+        if (s) socket = s;
+        cb(err, s ?? (err ? undefined : (socket = tcpConnect({ host: config.host ?? "localhost", port: config.port ?? 3306 }))));
+      });
+      if (returned) socket = returned;
+      return returned;
+    }
+    socket = config.socketPath ? tcpConnect({ path: config.socketPath }) : tcpConnect({ host: config.host ?? "localhost", port: config.port ?? 3306 });
+    return socket;
+  };
+  return { stream, socket: () => socket };
+}
+
 /** An open side connection (mariadb ConnectionPromise). */
 export interface SideConnection {
   query(sql: string, values?: unknown[]): Promise<any>;
@@ -188,6 +216,7 @@ export interface SideConnection {
 export class SideConnections {
   private closed = false;
   private readonly open = new Set<SideConnection>();
+  private readonly sockets = new WeakMap<SideConnection, Socket>();
   /** How long the last successful side connection took to open, in ms. */
   private lastAnswerMs = 0;
 
@@ -204,9 +233,23 @@ export class SideConnections {
     return this.config() !== undefined || this.target() !== undefined;
   }
 
-  /** Opens a side connection, or says why it could not within `timeoutMs` (a stalled loop excepted). */
-  async connect(timeoutMs: number): Promise<{ conn?: SideConnection; result: ProbeResult }> {
+  /**
+   * Can a side connection go to another address than the app's (same user, password, TLS)? Not
+   * with a custom `stream` (it decides where the bytes go) or without the driver's settings.
+   */
+  get canConnectDirectly(): boolean {
     const config = this.config();
+    return config !== undefined && typeof config.stream !== "function";
+  }
+
+  /**
+   * Opens a side connection, or says why it could not within `timeoutMs` (a stalled loop excepted).
+   * `at`: to that address instead of the app's (see canConnectDirectly).
+   */
+  async connect(timeoutMs: number, at?: NodeAddress): Promise<{ conn?: SideConnection; result: ProbeResult }> {
+    if (at && !this.canConnectDirectly) return { result: { ok: false, reason: "no direct route" } };
+    const base = this.config();
+    const config = base && at ? { ...base, host: at.host, port: at.port, socketPath: undefined, stream: undefined } : base;
     const mariadb = config ? await loadDriver() : undefined;
     if (!config || !mariadb) return { result: await this.tcpProbe(timeoutMs) };
     if (this.closed) return { result: { ok: false, reason: "closed" } };
@@ -221,14 +264,19 @@ export class SideConnections {
         resolve({ result: { ok: false, reason: "no answer" } });
       });
       // The driver's own connectTimeout is only the backstop of an attempt nobody waits for any more.
+      const { stream, socket } = ownSocket(config);
       const attempt: Promise<SideConnection> = mariadb.createConnection({
         ...config,
+        socketPath: undefined, // ownSocket() connects to it: the driver would take it before `stream`
+        stream,
         connectTimeout: Math.max(10_000, timeoutMs * 4),
         socketTimeout: 0,
         queryTimeout: 0,
       });
       attempt.then(
         (conn) => {
+          const s = socket();
+          if (s) this.sockets.set(conn, s);
           (conn as any).on?.("error", () => undefined);
           this.lastAnswerMs = performance.now() - t0; // late answers count too
           if (done || this.closed) {
@@ -253,8 +301,21 @@ export class SideConnections {
   /** Closes a side connection with COM_QUIT (or destroys it when `force`: a statement is stuck). */
   async release(conn: SideConnection, force = false) {
     this.open.delete(conn);
-    if (force) conn.destroy();
-    else await conn.end().catch(() => conn.destroy());
+    if (force) this.destroy(conn);
+    else await conn.end().catch(() => this.destroy(conn));
+  }
+
+  /**
+   * Closes the socket. Not the driver's destroy(): with a statement running, that opens another
+   * connection to the same address and sends `KILL <thread id>`, which behind a proxy reaches
+   * another server and ends whatever session has that number there (and its failure, 1094, is an
+   * unhandled rejection).
+   */
+  private destroy(conn: SideConnection) {
+    const socket = this.sockets.get(conn);
+    // With an error: the driver listens for 'error' and 'end' only, and fails what is pending.
+    if (socket) socket.destroy(Object.assign(new Error("side connection closed"), { code: "ECONNABORTED" }));
+    else conn.destroy();
   }
 
   /**
@@ -300,7 +361,7 @@ export class SideConnections {
 
   close() {
     this.closed = true;
-    for (const conn of this.open) conn.destroy();
+    for (const conn of this.open) this.destroy(conn);
     this.open.clear();
   }
 }

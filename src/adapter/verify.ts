@@ -8,7 +8,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
 import { describeError, log } from "../log.ts";
-import { sameServer, SideConnections, type SessionIdentity, type SideConnection } from "./side.ts";
+import { readGaleraState } from "../tuning/galera.ts";
+import type { ClusterNodes } from "./nodes.ts";
+import { sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity, type SideConnection } from "./side.ts";
 
 export const COMMIT_TABLE = "_resilience_commits";
 
@@ -132,20 +134,43 @@ async function sessionPresent(conn: SideConnection, session: SessionIdentity): P
   return rows.length > 0;
 }
 
-async function readMark(conn: SideConnection, key: string, token: string): Promise<CommitVerdict> {
-  // On a Galera node, wait until this node has applied everything the cluster committed before the read.
-  await conn.query("SET SESSION wsrep_sync_wait = 1").catch(() => undefined);
+/**
+ * Reads the mark. On a Galera node only when it is Synced in the Primary component (undefined
+ * otherwise: try another node or later), and only after it applied everything the cluster ordered
+ * before the read (wsrep_sync_wait). `elsewhere`: `conn` is not on the session's server; then only
+ * a node of the same Galera cluster will do (a replica elsewhere may lag: its "not there" proves nothing).
+ */
+async function readMark(conn: SideConnection, v: Verification, elsewhere: boolean): Promise<CommitVerdict | undefined> {
+  const galera = await readGaleraState(conn);
+  if (galera.galera && !galera.healthy) return undefined;
+  if (!elsewhere && galera.galera) v.cluster ??= galera.clusterUuid;
+  if (elsewhere && (!galera.galera || !v.cluster || galera.clusterUuid !== v.cluster)) return undefined;
+  if (galera.galera) await conn.query("SET SESSION wsrep_sync_wait = 1");
   // FOR UPDATE: a proxy that splits reads sends it to the primary, and it waits for anyone still
   // holding the row (in autocommit the lock ends with the statement).
-  const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ? FOR UPDATE`, [key]);
-  return rows?.[0]?.token === token ? "committed" : "not-committed";
+  const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ? FOR UPDATE`, [v.key]);
+  return rows?.[0]?.token === v.token ? "committed" : "not-committed";
+}
+
+/** What one verification has found out so far. */
+interface Verification {
+  session: SessionIdentity;
+  key: string;
+  token: string;
+  deadlineAt: number;
+  /** The old session can no longer commit: any Synced node of its cluster's Primary component may be read. */
+  gone: boolean;
+  /** The session's Galera cluster (wsrep_cluster_state_uuid), once known. */
+  cluster?: string;
 }
 
 /**
- * After a lost COMMIT reply: makes sure the old session can no longer commit (gone from the
- * server's processlist, matched by identity, or ended with KILL and then gone; a server that
- * restarted has no sessions from before), then reads the mark. "unknown" when that cannot be done
- * by `deadlineAt` (performance.now() ms): the server is unreachable, or only other servers are.
+ * After a lost COMMIT reply: makes sure the old session can no longer commit, then reads the mark.
+ * The session is gone when it is no longer in its server's processlist (matched by identity, ended
+ * with KILL first when needed), when that server restarted (no session survives a restart), or, on
+ * a Galera node behind a proxy, when the node's own address refuses connections and the Primary
+ * component no longer counts it (see `stoppedNode`). "unknown" when none of that can be shown by
+ * `deadlineAt` (performance.now() ms): the server is unreachable, or only other servers are.
  */
 export async function verifyCommit(
   side: SideConnections,
@@ -153,26 +178,16 @@ export async function verifyCommit(
   key: string,
   token: string,
   deadlineAt: number,
+  nodes?: ClusterNodes,
 ): Promise<CommitVerdict> {
+  const v: Verification = { session, key, token, deadlineAt, gone: false, cluster: nodes?.clusterOf(session.server) };
   let pause = 25;
   while (performance.now() < deadlineAt && !side.isClosed) {
-    const { conn } = await side.connect(Math.max(50, Math.min(1000, deadlineAt - performance.now())));
-    if (conn) {
-      // Each attempt ends by the deadline: past it the side connection is destroyed, whatever it waits for.
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        void side.release(conn, true);
-      }, Math.max(0, deadlineAt - performance.now()));
-      try {
-        const verdict = await attempt(conn, session, key, token, deadlineAt);
-        if (verdict) return verdict;
-      } catch (e) {
-        if (!timedOut) log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
-      } finally {
-        clearTimeout(timer);
-        if (!timedOut) await side.release(conn);
-      }
+    try {
+      const verdict = await withSide(side, v, undefined, (conn) => attempt(side, conn, v, nodes));
+      if (verdict) return verdict;
+    } catch (e) {
+      log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
     }
     await sleep(Math.min(pause, Math.max(0, deadlineAt - performance.now())));
     pause = Math.min(500, pause * 2);
@@ -180,24 +195,97 @@ export async function verifyCommit(
   return "unknown";
 }
 
-/** One try over one side connection; undefined when it landed on another server (a proxy in front of a cluster). */
-async function attempt(conn: SideConnection, session: SessionIdentity, key: string, token: string, deadlineAt: number): Promise<CommitVerdict | undefined> {
+/**
+ * Runs `use` on a fresh side connection (to `at`, or the app's address), ended by the deadline:
+ * past it the connection is destroyed, whatever it waits for. `refused`: the connection was refused.
+ */
+async function withSide<T>(
+  side: SideConnections,
+  v: Verification,
+  at: NodeAddress | undefined,
+  use: (conn: SideConnection) => Promise<T | undefined>,
+  refused?: () => Promise<T | undefined>,
+): Promise<T | undefined> {
+  const { conn, result } = await side.connect(Math.max(50, Math.min(1000, v.deadlineAt - performance.now())), at);
+  if (!conn) return !result.ok && result.reason === "connection refused" && refused ? await refused() : undefined;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void side.release(conn, true);
+  }, Math.max(0, v.deadlineAt - performance.now()));
+  try {
+    return await use(conn);
+  } catch (e) {
+    if (timedOut) return undefined;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    if (!timedOut) await side.release(conn);
+  }
+}
+
+/** One try over one side connection; undefined when the session could not be shown gone from here. */
+async function attempt(side: SideConnections, conn: SideConnection, v: Verification, nodes?: ClusterNodes): Promise<CommitVerdict | undefined> {
   const here = await SideConnections.serverIdentity(conn);
   if (!here) return undefined;
+  const verdict = await onServer(conn, here, v);
+  if (verdict || v.gone) return verdict ?? (await readMark(conn, v, !sameServer(here, v.session.server)));
+  // Another server (a proxy in front of a cluster): the old session is out of reach from here.
+  // Its node may be reachable at its own address, or shown stopped.
+  const node = nodes?.addressOf(v.session.server);
+  if (!node) return undefined;
+  return await withSide(
+    side,
+    v,
+    node.address,
+    async (direct) => {
+      const there = await SideConnections.serverIdentity(direct);
+      const found = there ? await onServer(direct, there, v) : undefined;
+      // The session is gone but its node cannot be read (not Synced): here may be.
+      return found ?? (v.gone ? await readMark(conn, v, true) : undefined);
+    },
+    async () => ((await stoppedNode(conn, node, v)) ? await readMark(conn, v, true) : undefined),
+  );
+}
+
+/**
+ * The connection is on the session's own server (or that server started again): the session is
+ * made sure to be gone, then the mark is read here. undefined on another server.
+ */
+async function onServer(conn: SideConnection, here: ServerIdentity, v: Verification): Promise<CommitVerdict | undefined> {
+  const { session } = v;
   if (sameServer(here, session.server)) {
     // The same server: the session must be gone before the mark can be trusted.
     while (await sessionPresent(conn, session)) {
       log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
       await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
-      if (performance.now() > deadlineAt) return "unknown";
+      if (performance.now() > v.deadlineAt) return "unknown";
       await sleep(20);
     }
-    return await readMark(conn, key, token);
+    v.gone = true;
+    return await readMark(conn, v, false);
   }
   // The same server, started again: no session from before the restart survives it.
   if (here.hostname === session.server.hostname && here.port === session.server.port && here.started > session.server.started + 1) {
-    return await readMark(conn, key, token);
+    v.gone = true;
+    return await readMark(conn, v, false);
   }
-  // Another server: the old session is out of reach from here.
   return undefined;
+}
+
+/**
+ * The session's node refused a connection at its own address (checked reachable before: its
+ * server is not running there now). `conn` is on another node: once that node's Primary component
+ * no longer counts the stopped one as a member, the stopped node's last commits were either
+ * delivered to the component before the membership changed or never will be (Galera delivers a
+ * member's writesets before the view that drops it), and a stopped server's sessions can commit
+ * nothing more. A node that is only cut off, still running, does not refuse: its session stays a
+ * possible ghost (it can commit once it rejoins, measured), so it is not taken as gone.
+ */
+async function stoppedNode(conn: SideConnection, node: { member: string; cluster: string }, v: Verification): Promise<boolean> {
+  const state = await readGaleraState(conn);
+  if (!state.galera || !state.healthy || state.clusterUuid !== node.cluster || !state.members || state.members.includes(node.member)) return false;
+  log(`verifying a lost COMMIT: its node (${node.member}) is stopped and out of the Primary component; reading the mark on another node`);
+  v.gone = true;
+  return true;
 }

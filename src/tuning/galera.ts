@@ -27,6 +27,10 @@ export interface GaleraState {
   syncWait?: number;
   /** The galera provider's version (wsrep_provider_version). */
   providerVersion?: string;
+  /** The client addresses (`host:port`, wsrep_incoming_addresses) of the members of this node's component. */
+  members?: string[];
+  /** wsrep_cluster_state_uuid: the cluster's history; nodes of one cluster share it. */
+  clusterUuid?: string;
   /** Synced, in the Primary component and ready: this node can take writes now. */
   healthy: boolean;
   /** What to do about it, in words a person reads (empty when there is nothing to say). */
@@ -45,6 +49,15 @@ function rowsToMap(rows: unknown): Map<string, string> {
   return out;
 }
 
+/** wsrep_incoming_addresses as a list (undefined when the server does not say). */
+export function parseMembers(value: string | undefined): string[] | undefined {
+  if (value === undefined || value === "") return undefined;
+  return value
+    .split(",")
+    .map((a) => a.trim())
+    .filter(Boolean);
+}
+
 /**
  * Reads the Galera state of the server behind `conn`. On a server without Galera (plain MariaDB,
  * MySQL) it resolves with `{ galera: false, healthy: true }`.
@@ -60,7 +73,7 @@ export async function readGaleraState(conn: Queryable): Promise<GaleraState> {
   const status = rowsToMap(
     await conn.query(
       "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state', " +
-        "'wsrep_local_state_comment', 'wsrep_ready', 'wsrep_provider_version')",
+        "'wsrep_local_state_comment', 'wsrep_ready', 'wsrep_provider_version', 'wsrep_incoming_addresses', 'wsrep_cluster_state_uuid')",
     ),
   );
   const localState = Number(status.get("wsrep_local_state") ?? NaN);
@@ -76,6 +89,8 @@ export async function readGaleraState(conn: Queryable): Promise<GaleraState> {
     ready,
     syncWait: Number.isNaN(syncWait) ? undefined : syncWait,
     providerVersion: status.get("wsrep_provider_version"),
+    members: parseMembers(status.get("wsrep_incoming_addresses")),
+    clusterUuid: status.get("wsrep_cluster_state_uuid") || undefined,
     healthy: localState === 4 && clusterStatus === "Primary" && ready,
     notes: [],
   };

@@ -34,6 +34,8 @@ export class FaultProxy {
    * flow: its query fails with ECONNRESET/EPIPE instead of the pool quietly replacing the connection.
    */
   hideServerClose = false;
+  /** Where the n-th accepted connection (from 1) goes; default the target. A load balancer in miniature. */
+  route?: (n: number) => { host: string; port: number };
 
   constructor(
     readonly targetHost: string,
@@ -71,7 +73,8 @@ export class FaultProxy {
   private accept(client: Socket) {
     this.accepted++;
     client.setNoDelay(true);
-    const upstream = connect({ host: this.targetHost, port: this.targetPort });
+    const target = this.route?.(this.accepted) ?? { host: this.targetHost, port: this.targetPort };
+    const upstream = connect(target);
     upstream.setNoDelay(true);
     const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop", stale: false };
     this.links.add(link);
@@ -149,43 +152,46 @@ export class FaultProxy {
   /**
    * Lets the next client packet that contains `marker` (e.g. "COMMIT") through to the server, then
    * resets the client's connection before any reply can come back. The statement reaches the server;
-   * the app never learns its outcome.
+   * the app never learns its outcome. `hold`: runs first (its reply is discarded meanwhile), e.g. to
+   * kill the server before the app hears of the lost connection.
    */
-  loseReplyTo(marker: string): Promise<void> {
-    const needle = Buffer.from(marker);
-    return new Promise((resolve) => {
-      const tap = (link: Link, chunk: Buffer) => {
-        if (!chunk.includes(needle)) return false;
-        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
-        link.dropped = true;
-        link.upstream.write(chunk);
-        link.client.resetAndDestroy();
-        // Let the server read the statement before its side closes.
-        setTimeout(() => link.upstream.end(), 200);
-        this.links.delete(link);
-        resolve();
-        return true;
-      };
-      this.clientDataTaps.push(tap);
+  loseReplyTo(marker: string, hold?: () => Promise<void>): Promise<void> {
+    return this.tapOnce(marker, hold, (link, chunk) => {
+      link.upstream.write(chunk);
+      // Let the server read the statement before its side closes.
+      setTimeout(() => link.upstream.end(), 200);
     });
   }
 
   /**
    * Swallows the next client packet that contains `marker`: it never reaches the server. The
    * client's connection is reset and the server's side closed, so the server rolls back whatever
-   * that connection had open.
+   * that connection had open. `hold`: as in loseReplyTo.
    */
-  swallow(marker: string): Promise<void> {
+  swallow(marker: string, hold?: () => Promise<void>): Promise<void> {
+    return this.tapOnce(marker, hold, (link) => link.upstream.destroy());
+  }
+
+  /** The next client packet containing `marker` goes to `upstream`'s care; the client is reset (after `hold`). */
+  private tapOnce(marker: string, hold: (() => Promise<void>) | undefined, upstream: (link: Link, chunk: Buffer) => void): Promise<void> {
     const needle = Buffer.from(marker);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const tap = (link: Link, chunk: Buffer) => {
         if (!chunk.includes(needle)) return false;
         this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
         link.dropped = true;
-        link.client.resetAndDestroy();
-        link.upstream.destroy();
+        upstream(link, chunk);
         this.links.delete(link);
-        resolve();
+        const reset = () => {
+          link.client.resetAndDestroy();
+          resolve();
+        };
+        if (!hold) reset();
+        else
+          hold().then(reset, (e) => {
+            link.client.resetAndDestroy();
+            reject(e);
+          });
         return true;
       };
       this.clientDataTaps.push(tap);
