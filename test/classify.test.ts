@@ -255,6 +255,7 @@ describe("options", () => {
     ["string probeTimeout", { probeTimeout: "1s" }, /`probeTimeout`/],
     ["onStateChange not a function", { onStateChange: true }, /`onStateChange` must be a function/],
     ["killGhostSessions not boolean", { killGhostSessions: "yes" }, /`killGhostSessions` must be true or false/],
+    ["refusedMeansStopped not boolean", { refusedMeansStopped: 1 }, /`refusedMeansStopped` must be true or false/],
   ];
   for (const [name, value, message] of badAdapterOptions) {
     test(`withResilience rejects ${name} with a TypeError`, () => {

@@ -1,12 +1,15 @@
-// The adapter's side connections (probes, ghost kills, commit verification) behind a proxy that
-// spreads connections over two servers. A side connection cut off while its statement runs must
-// not make the driver send `KILL <its thread id>` over a new connection: behind a proxy that
-// reaches another server and ends whatever session has that number there (a session that is not
-// ours), and its failure there (1094) is an unhandled rejection.
+// Connections the package closes while a statement runs, behind a proxy that sends new connections
+// to another server. The mariadb driver's destroy() of a busy connection sends `KILL <its thread id>`
+// over a new connection to the same address: behind a proxy that reaches another server and ends
+// whatever session has that number there (a session that is not ours), and its failure there
+// (1094) is an unhandled rejection. Neither a side connection (probes, ghost kills, commit
+// verification) nor a pool the adapter ends (an outage, a read-only answer, $disconnect) may do it.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SideConnections } from "../src/adapter/side.ts";
+import { resilientClient } from "./support/clients.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
 import { startProxy, type FaultProxy } from "./support/proxy.ts";
 
@@ -60,5 +63,64 @@ test("a side connection destroyed mid-statement sends no KILL anywhere (behind a
     process.off("unhandledRejection", onUnhandled);
     side.close();
     proxy.route = undefined;
+  }
+});
+
+test("$disconnect with a statement still running past mariadb's 10 s grace: no KILL reaches another server", async () => {
+  proxy.route = () => ({ host: a.host, port: a.port });
+  // retries: 0: the statement cut off is not re-run (a read would be, on a fresh connection to server B).
+  const { prisma } = resilientClient(proxy.urlFor(a.url), { retries: 0 });
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    await prisma.ledger.count();
+    const running = prisma.$queryRawUnsafe("SELECT SLEEP(14)").catch((e: unknown) => e);
+    await a.waitForStatement("SLEEP(14)", 3000);
+    // From now on the "load balancer" sends every new connection to server B.
+    proxy.route = () => ({ host: b.host, port: b.port });
+    const killsB = await kills(b);
+    const t0 = performance.now();
+    await Promise.race([prisma.$disconnect(), sleep(13_000).then(() => assert.fail("$disconnect did not end within 13 s"))]);
+    const outcome = await Promise.race([running, sleep(3000).then(() => "still running")]);
+    await sleep(500); // a KILL connection the driver might open has time to arrive
+    console.log(`    $disconnect took ${Math.round(performance.now() - t0)} ms; the statement ended with ${String((outcome as any)?.code ?? outcome)}`);
+    assert.notEqual(outcome, "still running", "the statement's promise settled");
+    assert.equal(await kills(b), killsB, "no KILL reached server B");
+    assert.deepEqual(unhandled, [], "no unhandled rejection");
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+    proxy.route = undefined;
+  }
+});
+
+test("over TLS: a side connection destroyed mid-statement fails its statement, and nothing is thrown uncaught", async () => {
+  const tls = await startDatabase({ tls: true });
+  const config = { host: tls.host, port: tls.port, user: tls.user, password: tls.password, database: tls.database, ssl: { ca: readFileSync(tls.tls!.ca, "utf8") } };
+  const side = new SideConnections(
+    () => config,
+    () => undefined,
+  );
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => uncaught.push(e);
+  process.on("uncaughtException", onUncaught);
+  process.on("unhandledRejection", onUncaught);
+  try {
+    const { conn } = await side.connect(3000);
+    assert.ok(conn, "a side connection over TLS");
+    const cipher: any[] = await conn.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'");
+    assert.ok(cipher[0]?.Value, "the connection is encrypted");
+    const running = conn.query("SELECT SLEEP(3)").catch((e: unknown) => e);
+    await tls.waitForStatement("SLEEP(3)", 2000);
+    await side.release(conn, true);
+    const outcome: any = await Promise.race([running, sleep(2000).then(() => "still running")]);
+    await sleep(300);
+    assert.ok(outcome instanceof Error, `the statement failed (${String(outcome?.code ?? outcome)})`);
+    assert.deepEqual(uncaught, [], "nothing thrown uncaught");
+  } finally {
+    process.off("uncaughtException", onUncaught);
+    process.off("unhandledRejection", onUncaught);
+    side.close();
+    await tls.stop();
   }
 });

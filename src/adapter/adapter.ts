@@ -43,6 +43,8 @@ const STARTUP_GRACE_MS = 250;
 const SCAN_MS = 250;
 // Side work (a session check, a ghost kill) never outlives this: its connection is destroyed.
 const SIDE_WORK_MS = 2000;
+/** Below mariadb's 10 s: pool.end() destroys connections still busy after that (see closeBusyBeforeEnd). */
+const POOL_END_GRACE_MS = 9_500;
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
@@ -70,6 +72,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private target?: ProbeTarget;
   /** The pool's open connections (mariadb Connection objects), for the watchdog and outages. */
   private readonly conns = new Set<any>();
+  /** The pool each connection belongs to (pools are replaced after outages and read-only answers). */
+  private readonly poolOf = new WeakMap<object, object>();
   /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
   private readonly sessions = new WeakMap<object, SessionIdentity>();
   private readonly watches = new Map<any, Watch>();
@@ -201,6 +205,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (o && !this.target) this.target = { host: o.host, port: o.port, socketPath: o.socketPath };
       if (!conn || typeof conn.on !== "function") return;
       this.conns.add(conn);
+      this.poolOf.set(conn, pool);
       const forget = () => {
         this.conns.delete(conn);
         this.watches.delete(conn);
@@ -234,7 +239,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
           const own = Number(conn.threadId ?? conn.info?.threadId);
           if (id && (!Number.isFinite(own) || id.threadId === own)) {
             this.sessions.set(conn.info, id);
-            if (this.options.verifyCommits) this.nodes.seen(conn, id.server);
+            if (this.marks !== "off") this.nodes.seen(id.server, rows[0]);
           }
         },
         () => undefined,
@@ -244,10 +249,24 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
   }
 
+  /**
+   * mariadb's pool.end() lets busy connections finish for 10 s, then calls their destroy(), which
+   * sends `KILL <thread id>` over a new connection to the same address: behind a proxy that reaches
+   * another server and ends whichever session has that number there. Just before, the ones still
+   * busy are closed at the socket instead (the server ends the session when it sees the close).
+   */
+  private closeBusyBeforeEnd(pool: object) {
+    const timer = setTimeout(() => {
+      for (const conn of this.conns) if (this.poolOf.get(conn) === pool && conn.receiveQueue?.length > 0) destroyConnection(conn);
+    }, POOL_END_GRACE_MS);
+    timer.unref();
+  }
+
   private retirePool() {
     const pool = this.pool;
     if (!pool || this.retiredPools.has(pool)) return;
     this.retiredPools.add(pool);
+    this.closeBusyBeforeEnd(pool);
     void Promise.resolve()
       .then(() => pool.end())
       .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`));
@@ -422,7 +441,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     const identity = info ? this.sessions.get(info) : undefined;
     const started = performance.now();
     const verdict: CommitVerdict =
-      !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout, this.nodes);
+      !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout, {
+            nodes: this.nodes,
+            refusedMeansStopped: this.options.refusedMeansStopped,
+          });
     try {
       this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
     } catch {
@@ -545,7 +567,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       this.health.close();
       const pool = this.pool;
       if (pool && this.retiredPools.has(pool)) return; // already ended during an outage
-      if (pool) this.retiredPools.add(pool);
+      if (pool) {
+        this.retiredPools.add(pool);
+        this.closeBusyBeforeEnd(pool);
+      }
       await this.current?.dispose();
     })();
     return this.disposing;

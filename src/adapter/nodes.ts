@@ -5,26 +5,23 @@
 // refused connection there, together with a Primary component that no longer counts the node, is
 // proof that the session is gone (see verify.ts).
 //
-// The address is learned once per server (start) from the node itself, over the first app
-// connection that lands on it, and kept only after a side connection to it reached that same
-// server: a refusal then means "stopped", not "never reachable from here".
+// The address comes with each app connection's identity (SESSION_SQL: no extra statement) and is
+// kept only after a side connection to it reached that same server: a refusal then means
+// "stopped", not "never reachable from here".
 import { log, describeError } from "../log.ts";
 import { parseMembers } from "../tuning/galera.ts";
 import { sameServer, SideConnections, type NodeAddress, type ServerIdentity } from "./side.ts";
 
-const NODE_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_index', 'wsrep_incoming_addresses', 'wsrep_cluster_state_uuid')";
-
 /** At most this many servers are remembered (restarts add new ones): the oldest is forgotten. */
 const MAX_NODES = 32;
 const PROBE_TIMEOUT_MS = 2000;
-
-/** Tries per server: a node that never answers on its own address is not asked again and again. */
+/** Direct tries per server: a node that never answers on its own address is not asked again and again. */
 const MAX_TRIES = 3;
 
 interface Node {
   server: ServerIdentity;
   tries: number;
-  learning: boolean;
+  checking: boolean;
   /** Set once a side connection to it reached this very server. */
   address?: NodeAddress;
   /** Its entry as the cluster lists it (`host:port`). */
@@ -41,46 +38,37 @@ export function parseAddress(member: string): NodeAddress | undefined {
   return port > 0 && port < 65536 ? { host: m[1], port } : undefined;
 }
 
-function statusMap(rows: unknown): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!Array.isArray(rows)) return out;
-  for (const r of rows) out.set(String(r?.Variable_name ?? r?.VARIABLE_NAME ?? "").toLowerCase(), String(r?.Value ?? r?.VALUE ?? ""));
-  return out;
-}
-
 export class ClusterNodes {
   private readonly nodes: Node[] = [];
 
   constructor(private readonly side: SideConnections) {}
 
   /**
-   * A new app connection reached `server` (the mariadb driver's callback connection). The first
-   * time a server is seen, its own address is read over that connection (one SHOW, only then) and
-   * checked with a side connection.
+   * A new app connection reached `server`; `row` is its SESSION_SQL row. The first time a Galera
+   * node is seen (per start), its own address is checked with a side connection.
    */
-  seen(conn: any, server: ServerIdentity) {
-    if (!this.side.canConnectDirectly) return;
+  seen(server: ServerIdentity, row: any) {
+    if (!this.side.canConnectDirectly || this.side.isClosed) return;
+    const members = parseMembers(typeof row?.wsrep_members === "string" ? row.wsrep_members : undefined);
+    const index = Number(row?.wsrep_index);
+    const cluster = typeof row?.wsrep_cluster === "string" && row.wsrep_cluster !== "" ? row.wsrep_cluster : undefined;
+    // Not a Galera node, or not in a component now.
+    if (!members || !cluster || !Number.isInteger(index) || index < 0 || index >= members.length) return;
     let node = this.find(server);
     if (!node) {
-      node = { server, tries: 0, learning: false };
+      node = { server, tries: 0, checking: false };
       this.nodes.push(node);
       if (this.nodes.length > MAX_NODES) this.nodes.shift();
     }
-    if (node.address || node.learning || node.tries >= MAX_TRIES) return;
+    node.cluster ??= cluster;
+    if (node.address || node.checking || node.tries >= MAX_TRIES) return;
+    const member = members[index];
+    const address = parseAddress(member);
+    if (!address) return;
     node.tries++;
-    node.learning = true;
-    const learnt = node;
-    const done = () => (learnt.learning = false);
-    try {
-      conn.query(
-        { sql: NODE_SQL },
-        (rows: unknown) => void this.learn(learnt, rows).finally(done),
-        done,
-      );
-    } catch {
-      // not the driver's connection: no address
-      done();
-    }
+    node.checking = true;
+    const checked = node;
+    void this.check(checked, member, address).finally(() => (checked.checking = false));
   }
 
   /** The node's own address, when it was learned and checked, and its cluster. */
@@ -98,25 +86,13 @@ export class ClusterNodes {
     return this.nodes.find((n) => sameServer(n.server, server));
   }
 
-  private async learn(node: Node, rows: unknown) {
-    const status = statusMap(rows);
-    const members = parseMembers(status.get("wsrep_incoming_addresses"));
-    const index = Number(status.get("wsrep_local_index"));
-    // Not a Galera node (or not in a component now): nothing to learn.
-    if (!members || !Number.isInteger(index) || index < 0 || index >= members.length) {
-      node.tries = MAX_TRIES;
-      return;
-    }
-    node.cluster = status.get("wsrep_cluster_state_uuid") || undefined;
-    const member = members[index];
-    const address = parseAddress(member);
-    if (!address || !node.cluster || this.side.isClosed) return;
+  private async check(node: Node, member: string, address: NodeAddress) {
     const { conn } = await this.side.connect(PROBE_TIMEOUT_MS, address);
     if (!conn) return;
     try {
       const there = await SideConnections.serverIdentity(conn);
-      // The list and the index are read together, but a view change between them, or an address
-      // this host cannot reach as such, shows here: only the same server counts.
+      // A view change between reading the list and the index, or an address this host cannot
+      // reach as such, shows here: only the same server counts.
       if (there && sameServer(there, node.server)) {
         node.address = address;
         node.member = member;

@@ -39,6 +39,14 @@ export interface ResilientAdapterOptions {
   onCommitVerified?: (outcome: CommitVerification) => void;
   /** ms a lost COMMIT may take to verify (the old session ended, the mark read) before it is reported unknown. Default 10000, at least 100. */
   verifyTimeout?: number;
+  /**
+   * On a Galera cluster behind a proxy: a node whose own client address refuses connections (it
+   * answered there before) and which the Primary component no longer counts is taken as stopped,
+   * so a COMMIT lost with it is verified on another node without waiting for it to come back. Set
+   * false when a firewall may start *rejecting* (not dropping) connections to a node that is still
+   * running while it is cut off from the cluster. Default true.
+   */
+  refusedMeansStopped?: boolean;
 }
 
 /** What verifying one lost COMMIT reply found. */
@@ -57,7 +65,7 @@ export interface ResolvedAdapterOptions extends Required<Omit<ResilientAdapterOp
 export function resolveAdapterOptions(options: ResilientAdapterOptions | undefined): ResolvedAdapterOptions {
   if (options === undefined) options = {};
   if (typeof options !== "object" || options === null) throw new TypeError("withResilience(): options must be an object");
-  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "silentAfter", "killGhostSessions", "verifyCommits", "verifyTimeout", "onCommitVerified"]);
+  const known = new Set(["onStateChange", "outageWait", "probeInterval", "probeTimeout", "silentAfter", "killGhostSessions", "verifyCommits", "verifyTimeout", "onCommitVerified", "refusedMeansStopped"]);
   for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`withResilience(): unknown option \`${key}\``);
   const ms = (name: keyof ResilientAdapterOptions, fallback: number, min: number) => {
     const v = options![name];
@@ -70,7 +78,7 @@ export function resolveAdapterOptions(options: ResilientAdapterOptions | undefin
   for (const name of ["onStateChange", "onCommitVerified"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "function") throw new TypeError(`withResilience(): \`${name}\` must be a function`);
   }
-  for (const name of ["killGhostSessions", "verifyCommits"] as const) {
+  for (const name of ["killGhostSessions", "verifyCommits", "refusedMeansStopped"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "boolean") throw new TypeError(`withResilience(): \`${name}\` must be true or false`);
   }
   return {
@@ -83,6 +91,7 @@ export function resolveAdapterOptions(options: ResilientAdapterOptions | undefin
     killGhostSessions: options.killGhostSessions ?? true,
     verifyCommits: options.verifyCommits ?? true,
     verifyTimeout: ms("verifyTimeout", 10_000, 100),
+    refusedMeansStopped: options.refusedMeansStopped ?? true,
   };
 }
 

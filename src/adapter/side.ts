@@ -46,9 +46,16 @@ export interface SessionIdentity {
 
 const SERVER_SQL =
   "SELECT @@hostname AS h, @@port AS p, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started FROM information_schema.GLOBAL_STATUS s WHERE s.VARIABLE_NAME = 'UPTIME'";
+// One statement, one GLOBAL_STATUS snapshot: the start time and, on a Galera node, the node's own
+// client address (wsrep_incoming_addresses at wsrep_local_index) and its cluster (see nodes.ts).
 export const SESSION_SQL =
-  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started " +
-  "FROM information_schema.PROCESSLIST p, information_schema.GLOBAL_STATUS s WHERE p.ID = CONNECTION_ID() AND s.VARIABLE_NAME = 'UPTIME'";
+  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, " +
+  "UNIX_TIMESTAMP() - MAX(CASE s.VARIABLE_NAME WHEN 'UPTIME' THEN CAST(s.VARIABLE_VALUE AS UNSIGNED) END) AS started, " +
+  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_LOCAL_INDEX' THEN s.VARIABLE_VALUE END) AS wsrep_index, " +
+  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_INCOMING_ADDRESSES' THEN s.VARIABLE_VALUE END) AS wsrep_members, " +
+  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_CLUSTER_STATE_UUID' THEN s.VARIABLE_VALUE END) AS wsrep_cluster " +
+  "FROM information_schema.PROCESSLIST p, information_schema.GLOBAL_STATUS s WHERE p.ID = CONNECTION_ID() " +
+  "AND s.VARIABLE_NAME IN ('UPTIME', 'WSREP_LOCAL_INDEX', 'WSREP_INCOMING_ADDRESSES', 'WSREP_CLUSTER_STATE_UUID') GROUP BY p.ID, p.USER, p.HOST";
 
 export function serverIdentityOf(row: any): ServerIdentity | undefined {
   if (!row) return undefined;
@@ -181,25 +188,27 @@ function failureOf(e: any): ProbeResult {
 }
 
 /**
- * The driver's `stream` option, so that the side connection's socket is ours to close: the app's
- * own `stream` (called as the driver would), or a plain connection to the socket path or host:port.
+ * The driver's `stream` option, so that the side connection's socket is ours to close: the socket
+ * path, else the app's own `stream` (called as the driver calls it), else host:port. `onSocket`
+ * hears of each socket made.
  */
-function ownSocket(config: ConnOptions): { stream: (cb: (err?: Error | null, s?: Socket) => void) => Socket | undefined; socket: () => Socket | undefined } {
-  let socket: Socket | undefined;
+function ownStream(config: ConnOptions, onSocket: (s: Socket) => void): (cb: (err?: Error | null, s?: Socket) => void) => Socket | undefined {
   const theirs = typeof config.stream === "function" ? config.stream : undefined;
-  const stream = (cb: (err?: Error | null, s?: Socket) => void): Socket | undefined => {
-    if (theirs) {
-      const returned = theirs((err: Error | null | undefined, s?: Socket) => {
-        if (s) socket = s;
-        cb(err, s ?? (err ? undefined : (socket = tcpConnect({ host: config.host ?? "localhost", port: config.port ?? 3306 }))));
+  const tcp = () => tcpConnect({ host: config.host ?? "localhost", port: config.port ?? 3306 });
+  return (cb) => {
+    if (!config.socketPath && theirs) {
+      const returned: Socket | undefined = theirs.call(config, (err: Error | null | undefined, given?: Socket) => {
+        const s = given ?? (err ? undefined : tcp());
+        if (s) onSocket(s);
+        cb(err, s);
       });
-      if (returned) socket = returned;
+      if (returned) onSocket(returned);
       return returned;
     }
-    socket = config.socketPath ? tcpConnect({ path: config.socketPath }) : tcpConnect({ host: config.host ?? "localhost", port: config.port ?? 3306 });
-    return socket;
+    const s = config.socketPath ? tcpConnect({ path: config.socketPath }) : tcp();
+    onSocket(s);
+    return s;
   };
-  return { stream, socket: () => socket };
 }
 
 /** An open side connection (mariadb ConnectionPromise). */
@@ -217,6 +226,8 @@ export class SideConnections {
   private closed = false;
   private readonly open = new Set<SideConnection>();
   private readonly sockets = new WeakMap<SideConnection, Socket>();
+  /** Sockets of connections still being made. */
+  private readonly connecting = new Set<Socket>();
   /** How long the last successful side connection took to open, in ms. */
   private lastAnswerMs = 0;
 
@@ -251,6 +262,7 @@ export class SideConnections {
     const base = this.config();
     const config = base && at ? { ...base, host: at.host, port: at.port, socketPath: undefined, stream: undefined } : base;
     const mariadb = config ? await loadDriver() : undefined;
+    if (at && !mariadb) return { result: { ok: false, reason: "no direct route" } };
     if (!config || !mariadb) return { result: await this.tcpProbe(timeoutMs) };
     if (this.closed) return { result: { ok: false, reason: "closed" } };
     // A server known to take longer than `timeoutMs` to accept a connection is given that time
@@ -263,24 +275,33 @@ export class SideConnections {
         done = true;
         resolve({ result: { ok: false, reason: "no answer" } });
       });
+      let socket: Socket | undefined;
+      const stream = ownStream(config, (s) => {
+        socket = s;
+        this.connecting.add(s);
+      });
+      const settled = () => {
+        if (socket) this.connecting.delete(socket);
+      };
       // The driver's own connectTimeout is only the backstop of an attempt nobody waits for any more.
-      const { stream, socket } = ownSocket(config);
       const attempt: Promise<SideConnection> = mariadb.createConnection({
         ...config,
-        socketPath: undefined, // ownSocket() connects to it: the driver would take it before `stream`
+        socketPath: undefined, // the stream connects to it: the driver would take it before `stream`
         stream,
+        // A side connection stays where it was sent (a redirect would bypass its socket).
+        permitRedirect: false,
         connectTimeout: Math.max(10_000, timeoutMs * 4),
         socketTimeout: 0,
         queryTimeout: 0,
       });
       attempt.then(
         (conn) => {
-          const s = socket();
-          if (s) this.sockets.set(conn, s);
+          settled();
+          if (socket) this.sockets.set(conn, socket);
           (conn as any).on?.("error", () => undefined);
           this.lastAnswerMs = performance.now() - t0; // late answers count too
           if (done || this.closed) {
-            void conn.end().catch(() => conn.destroy());
+            void conn.end().catch(() => this.destroy(conn));
             return;
           }
           done = true;
@@ -289,6 +310,7 @@ export class SideConnections {
           resolve({ conn, result: { ok: true } });
         },
         (e) => {
+          settled();
           if (done) return;
           done = true;
           cancel();
@@ -313,9 +335,11 @@ export class SideConnections {
    */
   private destroy(conn: SideConnection) {
     const socket = this.sockets.get(conn);
-    // With an error: the driver listens for 'error' and 'end' only, and fails what is pending.
-    if (socket) socket.destroy(Object.assign(new Error("side connection closed"), { code: "ECONNABORTED" }));
-    else conn.destroy();
+    if (!socket) return conn.destroy();
+    // 'end' first: the driver's handler fails what is pending and closes the socket it now uses
+    // (a TLS socket on top of this one), without an error event nobody listens for any more.
+    socket.emit("end");
+    socket.destroy();
   }
 
   /**
@@ -362,6 +386,12 @@ export class SideConnections {
   close() {
     this.closed = true;
     for (const conn of this.open) this.destroy(conn);
+    // Attempts nobody waits for any more (the driver's connectTimeout is long): ended now.
+    for (const s of this.connecting) {
+      s.emit("end"); // the driver fails the attempt (and clears its connect timer)
+      s.destroy();
+    }
+    this.connecting.clear();
     this.open.clear();
   }
 }

@@ -142,9 +142,16 @@ async function sessionPresent(conn: SideConnection, session: SessionIdentity): P
  */
 async function readMark(conn: SideConnection, v: Verification, elsewhere: boolean): Promise<CommitVerdict | undefined> {
   const galera = await readGaleraState(conn);
-  if (galera.galera && !galera.healthy) return undefined;
-  if (!elsewhere && galera.galera) v.cluster ??= galera.clusterUuid;
-  if (elsewhere && (!galera.galera || !v.cluster || galera.clusterUuid !== v.cluster)) return undefined;
+  if (galera.galera) {
+    if (elsewhere) {
+      if (!galera.healthy || !v.cluster || galera.clusterUuid !== v.cluster) return undefined;
+    } else {
+      // Its own node: in the Primary component and ready; Synced, or a donor (it applies everything too).
+      const applying = galera.localState === 4 || galera.localState === 2;
+      if (galera.clusterStatus !== "Primary" || !galera.ready || !applying) return undefined;
+      v.cluster ??= galera.clusterUuid;
+    }
+  } else if (elsewhere) return undefined;
   if (galera.galera) await conn.query("SET SESSION wsrep_sync_wait = 1");
   // FOR UPDATE: a proxy that splits reads sends it to the primary, and it waits for anyone still
   // holding the row (in autocommit the lock ends with the statement).
@@ -162,6 +169,14 @@ interface Verification {
   gone: boolean;
   /** The session's Galera cluster (wsrep_cluster_state_uuid), once known. */
   cluster?: string;
+  /** The session's node as its cluster lists it (`host:port`), once known. */
+  member?: string;
+}
+
+/** On a Galera cluster: what is known about its nodes, and whether a refusal means "stopped". */
+export interface ClusterView {
+  nodes: ClusterNodes;
+  refusedMeansStopped: boolean;
 }
 
 /**
@@ -178,13 +193,21 @@ export async function verifyCommit(
   key: string,
   token: string,
   deadlineAt: number,
-  nodes?: ClusterNodes,
+  cluster?: ClusterView,
 ): Promise<CommitVerdict> {
-  const v: Verification = { session, key, token, deadlineAt, gone: false, cluster: nodes?.clusterOf(session.server) };
+  const v: Verification = {
+    session,
+    key,
+    token,
+    deadlineAt,
+    gone: false,
+    cluster: cluster?.nodes.clusterOf(session.server),
+    member: cluster?.nodes.addressOf(session.server)?.member,
+  };
   let pause = 25;
   while (performance.now() < deadlineAt && !side.isClosed) {
     try {
-      const verdict = await withSide(side, v, undefined, (conn) => attempt(side, conn, v, nodes));
+      const verdict = await withSide(side, v, undefined, (conn) => attempt(side, conn, v, cluster));
       if (verdict) return verdict;
     } catch (e) {
       log(`verifying a lost COMMIT failed once (${describeError(e)}); trying again`);
@@ -225,15 +248,18 @@ async function withSide<T>(
 }
 
 /** One try over one side connection; undefined when the session could not be shown gone from here. */
-async function attempt(side: SideConnections, conn: SideConnection, v: Verification, nodes?: ClusterNodes): Promise<CommitVerdict | undefined> {
+async function attempt(side: SideConnections, conn: SideConnection, v: Verification, cluster?: ClusterView): Promise<CommitVerdict | undefined> {
   const here = await SideConnections.serverIdentity(conn);
   if (!here) return undefined;
   const verdict = await onServer(conn, here, v);
   if (verdict || v.gone) return verdict ?? (await readMark(conn, v, !sameServer(here, v.session.server)));
   // Another server (a proxy in front of a cluster): the old session is out of reach from here.
   // Its node may be reachable at its own address, or shown stopped.
-  const node = nodes?.addressOf(v.session.server);
+  const node = cluster?.nodes.addressOf(v.session.server);
   if (!node) return undefined;
+  const stopped = cluster?.refusedMeansStopped
+    ? async () => ((await stoppedNode(conn, node, v)) ? await readMark(conn, v, true) : undefined)
+    : undefined;
   return await withSide(
     side,
     v,
@@ -244,7 +270,7 @@ async function attempt(side: SideConnections, conn: SideConnection, v: Verificat
       // The session is gone but its node cannot be read (not Synced): here may be.
       return found ?? (v.gone ? await readMark(conn, v, true) : undefined);
     },
-    async () => ((await stoppedNode(conn, node, v)) ? await readMark(conn, v, true) : undefined),
+    stopped,
   );
 }
 
@@ -267,6 +293,12 @@ async function onServer(conn: SideConnection, here: ServerIdentity, v: Verificat
   }
   // The same server, started again: no session from before the restart survives it.
   if (here.hostname === session.server.hostname && here.port === session.server.port && here.started > session.server.started + 1) {
+    // Its session still there: the same server after all (its clock stepped), not a restart.
+    if (await sessionPresent(conn, session)) return undefined;
+    // On a cluster: the same node (its own address), in the same cluster; not another node with the
+    // same host name and port (containers).
+    const galera = await readGaleraState(conn);
+    if (galera.galera && ((v.cluster && galera.clusterUuid !== v.cluster) || (v.member && galera.self !== v.member))) return undefined;
     v.gone = true;
     return await readMark(conn, v, false);
   }

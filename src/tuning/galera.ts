@@ -31,6 +31,8 @@ export interface GaleraState {
   members?: string[];
   /** wsrep_cluster_state_uuid: the cluster's history; nodes of one cluster share it. */
   clusterUuid?: string;
+  /** This node's own entry in `members` (wsrep_local_index), when it has one. */
+  self?: string;
   /** Synced, in the Primary component and ready: this node can take writes now. */
   healthy: boolean;
   /** What to do about it, in words a person reads (empty when there is nothing to say). */
@@ -52,10 +54,8 @@ function rowsToMap(rows: unknown): Map<string, string> {
 /** wsrep_incoming_addresses as a list (undefined when the server does not say). */
 export function parseMembers(value: string | undefined): string[] | undefined {
   if (value === undefined || value === "") return undefined;
-  return value
-    .split(",")
-    .map((a) => a.trim())
-    .filter(Boolean);
+  // Empty entries (a member without an address) are kept: positions match wsrep_local_index.
+  return value.split(",").map((a) => a.trim());
 }
 
 /**
@@ -73,13 +73,15 @@ export async function readGaleraState(conn: Queryable): Promise<GaleraState> {
   const status = rowsToMap(
     await conn.query(
       "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state', " +
-        "'wsrep_local_state_comment', 'wsrep_ready', 'wsrep_provider_version', 'wsrep_incoming_addresses', 'wsrep_cluster_state_uuid')",
+        "'wsrep_local_state_comment', 'wsrep_ready', 'wsrep_provider_version', 'wsrep_incoming_addresses', 'wsrep_cluster_state_uuid', 'wsrep_local_index')",
     ),
   );
   const localState = Number(status.get("wsrep_local_state") ?? NaN);
   const clusterStatus = status.get("wsrep_cluster_status");
   const ready = /^on$/i.test(status.get("wsrep_ready") ?? "");
   const syncWait = Number(vars.get("wsrep_sync_wait") ?? NaN);
+  const members = parseMembers(status.get("wsrep_incoming_addresses"));
+  const index = Number(status.get("wsrep_local_index") ?? NaN);
   const state: GaleraState = {
     galera: true,
     clusterSize: Number(status.get("wsrep_cluster_size") ?? NaN),
@@ -89,7 +91,8 @@ export async function readGaleraState(conn: Queryable): Promise<GaleraState> {
     ready,
     syncWait: Number.isNaN(syncWait) ? undefined : syncWait,
     providerVersion: status.get("wsrep_provider_version"),
-    members: parseMembers(status.get("wsrep_incoming_addresses")),
+    members,
+    self: members && Number.isInteger(index) && index >= 0 && index < members.length ? members[index] || undefined : undefined,
     clusterUuid: status.get("wsrep_cluster_state_uuid") || undefined,
     healthy: localState === 4 && clusterStatus === "Primary" && ready,
     notes: [],

@@ -42,17 +42,21 @@ after(async () => {
 });
 
 /** A client through the fault proxy with one pooled connection, and the node that connection is on. */
-async function clientOnOneNode(verdicts: CommitVerification[]): Promise<{ prisma: any; retries: ResilientHandle["retries"]; node: GaleraNode }> {
+async function clientOnOneNode(
+  verdicts: CommitVerification[],
+  adapter: { refusedMeansStopped?: boolean; verifyTimeout?: number } = {},
+): Promise<{ prisma: any; retries: ResilientHandle["retries"]; node: GaleraNode }> {
   const h = resilientClient(withParams(fault.urlFor(proxy.url), { connectionLimit: 1 }), {
     deadline: 20_000,
-    adapter: { onCommitVerified: (e) => verdicts.push(e) },
+    adapter: { ...adapter, onCommitVerified: (e) => verdicts.push(e) },
   });
   handles.push(h);
   const rows: any[] = await h.prisma.$queryRawUnsafe("SELECT @@port AS port");
   const node = cluster.nodes.find((n) => n.port === Number(rows[0].port));
   assert.ok(node, "the pooled connection is on a node of the cluster");
-  // The node's own address is learned in the background when the connection opens: a moment for it.
-  await sleep(500);
+  // The node's own address is checked in the background when the connection opens (one side
+  // connection on loopback, a few ms): a moment for it.
+  await sleep(1000);
   return { ...h, node };
 }
 
@@ -93,13 +97,13 @@ describe("exactly-once on a Galera cluster, the COMMIT lost with its node", () =
     log(`resolved in ${ms} ms; verdicts ${JSON.stringify(verdicts)}; retries ${retries.length}; rows ${n}`);
     assert.equal(error, undefined, `no error (got ${isOutcomeUnknown(error) ? "OutcomeUnknownError" : String(error)})`);
     assert.equal(result.key, key);
-    assert.deepEqual(
-      verdicts.map((v) => v.verdict),
-      ["committed"],
-    );
+    assert.equal(verdicts.length, 1, "one lost COMMIT verified");
     assert.ok(verdicts[0].ms < 10_000, `verified within the default verifyTimeout (${verdicts[0].ms} ms)`);
-    assert.equal(retries.length, 0, "nothing re-run");
     assert.equal(n, 1, "exactly one row");
+    // The COMMIT had 150 ms to apply before the node died: committed, unless that machine was very
+    // slow; then "not committed" and one re-run are just as right.
+    if (verdicts[0].verdict === "committed") assert.equal(retries.length, 0, "nothing re-run");
+    else assert.deepEqual([verdicts[0].verdict, retries.length], ["not-committed", 1]);
   });
 
   test("COMMIT swallowed, the node killed and kept down: verified not committed on another node, re-run once there, one row", async () => {
@@ -134,5 +138,30 @@ describe("exactly-once on a Galera cluster, the COMMIT lost with its node", () =
     assert.ok(verdicts[0].ms < 10_000, `verified within the default verifyTimeout (${verdicts[0].ms} ms)`);
     assert.equal(retries.length, 1, "re-run once");
     assert.equal(n, 1, "exactly one row");
+  });
+
+  test("refusedMeansStopped: false: the same swallowed COMMIT stays unknown until the node is back (here: verifyTimeout 3 s first), nothing written", async () => {
+    const verdicts: CommitVerification[] = [];
+    const { prisma, retries, node } = await clientOnOneNode(verdicts, { refusedMeansStopped: false, verifyTimeout: 3000 });
+    const key = uniqueKey("geo-nostop");
+    const swallowed = fault.swallow("COMMIT", () => node.kill9());
+    let error: unknown;
+    try {
+      await prisma.ledger.create({ data: { key, amount: 1 } });
+    } catch (e) {
+      error = e;
+    }
+    await happened(swallowed, "a COMMIT");
+    assert.equal(node.running, false, "the node is still down when the operation returns");
+    const n = await rowsOn(cluster.anyNode([node]), key);
+    log(`verdicts ${JSON.stringify(verdicts)}; retries ${retries.length}; rows ${n}`);
+    assert.ok(isOutcomeUnknown(error), "OutcomeUnknownError");
+    assert.equal((error as any).verificationIncomplete, true);
+    assert.deepEqual(
+      verdicts.map((v) => v.verdict),
+      ["unknown"],
+    );
+    assert.equal(retries.length, 0, "not re-run");
+    assert.equal(n, 0, "the swallowed COMMIT wrote nothing");
   });
 });

@@ -439,15 +439,7 @@ export function summary(result: ChaosResult): Omit<ChaosResult, "samples" | "eve
  * What makes a run with the package fail: a failed operation, a duplicate, a loss, a counter off,
  * an "unknown" that was an answer, and with withResilience any "unknown" at all.
  */
-export function violations(
-  result: ChaosResult,
-  /**
-   * Tolerate unknown outcomes whose commit verification could not reach the old session's server in
-   * time (`verificationIncomplete`): on a cluster whose killed node stays out of reach that is the
-   * documented limit. Nothing else is tolerated.
-   */
-  options: { allowIncompleteVerification?: boolean } = {},
-): string[] {
+export function violations(result: ChaosResult): string[] {
   const v: string[] = [];
   if (result.failures > 0) v.push(`${result.failures} operations failed: ${JSON.stringify(result.failuresByClass)}`);
   if (result.duplicateKeys > 0) v.push(`${result.duplicateKeys} keys have two rows (duplicated writes)`);
@@ -456,7 +448,7 @@ export function violations(
   for (const m of result.counterMismatches) v.push(`counter ${m}`);
   if (result.unknownWithoutLostConnection > 0) v.push(`${result.unknownWithoutLostConnection} unknown outcomes without a lost connection`);
   // With withResilience, a lost COMMIT reply is verified: nothing may be left "unknown".
-  const unexplained = result.unknownOutcome - (options.allowIncompleteVerification ? result.unknownVerificationIncomplete : 0);
-  if (result.mode === "resilient" && unexplained > 0) v.push(`${unexplained} outcomes reported unknown (commit verification is on)`);
+  if (result.mode === "resilient" && result.unknownOutcome > 0)
+    v.push(`${result.unknownOutcome} outcomes reported unknown (${result.unknownVerificationIncomplete} after an incomplete verification; commit verification is on)`);
   return v;
 }
