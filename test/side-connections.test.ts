@@ -29,6 +29,21 @@ after(async () => {
   await b?.stop?.();
 });
 
+/** Collects what is thrown or rejected unhandled until stop(). */
+function watchUncaught(): { caught: unknown[]; stop(): void } {
+  const caught: unknown[] = [];
+  const on = (e: unknown) => caught.push(e);
+  process.on("uncaughtException", on);
+  process.on("unhandledRejection", on);
+  return {
+    caught,
+    stop() {
+      process.off("uncaughtException", on);
+      process.off("unhandledRejection", on);
+    },
+  };
+}
+
 async function kills(db: TestDatabase): Promise<number> {
   const rows = await db.admin<any[]>("SHOW GLOBAL STATUS LIKE 'Com_kill'");
   return Number(rows[0].Value);
@@ -43,9 +58,7 @@ test("a side connection destroyed mid-statement sends no KILL anywhere (behind a
     () => config,
     () => undefined,
   );
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown) => unhandled.push(e);
-  process.on("unhandledRejection", onUnhandled);
+  const uncaught = watchUncaught();
   try {
     const [killsA, killsB] = [await kills(a), await kills(b)];
     const { conn } = await side.connect(2000);
@@ -58,9 +71,9 @@ test("a side connection destroyed mid-statement sends no KILL anywhere (behind a
     await sleep(500); // a KILL connection the driver might open has time to arrive
     assert.equal(await kills(b), killsB, "no KILL reached server B");
     assert.equal(await kills(a), killsA, "no KILL on server A either (the socket is closed; the server ends the session)");
-    assert.deepEqual(unhandled, [], "no unhandled rejection");
+    assert.deepEqual(uncaught.caught, [], "no unhandled rejection");
   } finally {
-    process.off("unhandledRejection", onUnhandled);
+    uncaught.stop();
     side.close();
     proxy.route = undefined;
   }
@@ -70,9 +83,7 @@ test("$disconnect with a statement still running past mariadb's 10 s grace: no K
   proxy.route = () => ({ host: a.host, port: a.port });
   // retries: 0: the statement cut off is not re-run (a read would be, on a fresh connection to server B).
   const { prisma } = resilientClient(proxy.urlFor(a.url), { retries: 0 });
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown) => unhandled.push(e);
-  process.on("unhandledRejection", onUnhandled);
+  const uncaught = watchUncaught();
   try {
     await prisma.ledger.count();
     const running = prisma.$queryRawUnsafe("SELECT SLEEP(14)").catch((e: unknown) => e);
@@ -87,9 +98,9 @@ test("$disconnect with a statement still running past mariadb's 10 s grace: no K
     console.log(`    $disconnect took ${Math.round(performance.now() - t0)} ms; the statement ended with ${String((outcome as any)?.code ?? outcome)}`);
     assert.notEqual(outcome, "still running", "the statement's promise settled");
     assert.equal(await kills(b), killsB, "no KILL reached server B");
-    assert.deepEqual(unhandled, [], "no unhandled rejection");
+    assert.deepEqual(uncaught.caught, [], "no unhandled rejection");
   } finally {
-    process.off("unhandledRejection", onUnhandled);
+    uncaught.stop();
     proxy.route = undefined;
   }
 });
@@ -101,10 +112,7 @@ test("over TLS: a side connection destroyed mid-statement fails its statement, a
     () => config,
     () => undefined,
   );
-  const uncaught: unknown[] = [];
-  const onUncaught = (e: unknown) => uncaught.push(e);
-  process.on("uncaughtException", onUncaught);
-  process.on("unhandledRejection", onUncaught);
+  const uncaught = watchUncaught();
   try {
     const { conn } = await side.connect(3000);
     assert.ok(conn, "a side connection over TLS");
@@ -116,10 +124,9 @@ test("over TLS: a side connection destroyed mid-statement fails its statement, a
     const outcome: any = await Promise.race([running, sleep(2000).then(() => "still running")]);
     await sleep(300);
     assert.ok(outcome instanceof Error, `the statement failed (${String(outcome?.code ?? outcome)})`);
-    assert.deepEqual(uncaught, [], "nothing thrown uncaught");
+    assert.deepEqual(uncaught.caught, [], "nothing thrown uncaught");
   } finally {
-    process.off("uncaughtException", onUncaught);
-    process.off("unhandledRejection", onUncaught);
+    uncaught.stop();
     side.close();
     await tls.stop();
   }

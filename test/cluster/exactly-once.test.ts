@@ -65,6 +65,16 @@ function happened(f: Promise<void>, what: string): Promise<void> {
   return Promise.race([f, sleep(5000).then(() => assert.fail(`${what} never happened`))]);
 }
 
+/** Runs the operation; its result or its error, and how long it took. */
+async function settle<T>(operation: () => Promise<T>): Promise<{ result?: T; error?: unknown; ms: number }> {
+  const t0 = performance.now();
+  try {
+    return { result: await operation(), ms: Math.round(performance.now() - t0) };
+  } catch (error) {
+    return { error, ms: Math.round(performance.now() - t0) };
+  }
+}
+
 async function rowsOn(node: GaleraNode, key: string): Promise<number> {
   const rows = await node.admin<any[]>(`SELECT COUNT(*) AS n FROM \`${cluster.database}\`.Ledger WHERE \`key\` = ?`, [key]);
   return Number(rows[0].n);
@@ -81,15 +91,7 @@ describe("exactly-once on a Galera cluster, the COMMIT lost with its node", () =
       await sleep(150);
       await node.kill9();
     });
-    const t0 = performance.now();
-    let result: any;
-    let error: unknown;
-    try {
-      result = await prisma.ledger.create({ data: { key, amount: 1 } });
-    } catch (e) {
-      error = e;
-    }
-    const ms = Math.round(performance.now() - t0);
+    const { result, error, ms } = await settle<any>(() => prisma.ledger.create({ data: { key, amount: 1 } }));
     await happened(lost, "a COMMIT");
     assert.equal(node.running, false, "the node is still down when the operation returns");
     const survivor = cluster.anyNode([node]);
@@ -112,18 +114,12 @@ describe("exactly-once on a Galera cluster, the COMMIT lost with its node", () =
     const key = uniqueKey("geo-swallow");
     // The node dies before the app sees its connection reset.
     const swallowed = fault.swallow("COMMIT", () => node.kill9());
-    const t0 = performance.now();
-    let result: any;
-    let error: unknown;
-    try {
-      result = await prisma.$transaction(async (tx: any) => {
+    const { result, error, ms } = await settle(() =>
+      prisma.$transaction(async (tx: any) => {
         await tx.ledger.create({ data: { key, amount: 1 } });
         return "callback result";
-      });
-    } catch (e) {
-      error = e;
-    }
-    const ms = Math.round(performance.now() - t0);
+      }),
+    );
     await happened(swallowed, "a COMMIT");
     assert.equal(node.running, false, "the node is still down when the operation returns");
     const survivor = cluster.anyNode([node]);
@@ -145,12 +141,7 @@ describe("exactly-once on a Galera cluster, the COMMIT lost with its node", () =
     const { prisma, retries, node } = await clientOnOneNode(verdicts, { refusedMeansStopped: false, verifyTimeout: 3000 });
     const key = uniqueKey("geo-nostop");
     const swallowed = fault.swallow("COMMIT", () => node.kill9());
-    let error: unknown;
-    try {
-      await prisma.ledger.create({ data: { key, amount: 1 } });
-    } catch (e) {
-      error = e;
-    }
+    const { error } = await settle(() => prisma.ledger.create({ data: { key, amount: 1 } }));
     await happened(swallowed, "a COMMIT");
     assert.equal(node.running, false, "the node is still down when the operation returns");
     const n = await rowsOn(cluster.anyNode([node]), key);
