@@ -43,8 +43,6 @@ const STARTUP_GRACE_MS = 250;
 const SCAN_MS = 250;
 // Side work (a session check, a ghost kill) never outlives this: its connection is destroyed.
 const SIDE_WORK_MS = 2000;
-/** Below mariadb's 10 s: pool.end() destroys connections still busy after that (see closeBusyBeforeEnd). */
-const POOL_END_GRACE_MS = 9_500;
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
@@ -72,8 +70,6 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private target?: ProbeTarget;
   /** The pool's open connections (mariadb Connection objects), for the watchdog and outages. */
   private readonly conns = new Set<any>();
-  /** The pool each connection belongs to (pools are replaced after outages and read-only answers). */
-  private readonly poolOf = new WeakMap<object, object>();
   /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
   private readonly sessions = new WeakMap<object, SessionIdentity>();
   private readonly watches = new Map<any, Watch>();
@@ -205,12 +201,14 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (o && !this.target) this.target = { host: o.host, port: o.port, socketPath: o.socketPath };
       if (!conn || typeof conn.on !== "function") return;
       this.conns.add(conn);
-      this.poolOf.set(conn, pool);
       const forget = () => {
         this.conns.delete(conn);
         this.watches.delete(conn);
       };
       conn.once("end", forget);
+      // A graceful close (idle reaping, pool.end) emits no 'end' on the connection: its socket's 'close' does.
+      conn.socket?.once?.("close", forget);
+      this.guardDestroy(conn);
       conn.on("error", () => {
         forget();
         suspect();
@@ -226,6 +224,36 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     });
   }
 
+  /**
+   * mariadb's destroy() of a busy connection (pool.end() calls it for connections still busy after
+   * 10 s; so may anyone) sends `KILL <thread id>` over a new connection to the same address: behind
+   * a proxy that reaches another server and ends whichever session has that number there, and its
+   * failure (1094) is an unhandled rejection. Such a connection is failed at the socket first (the
+   * driver then has nothing left to kill), its session ended only when provably ours, and the
+   * pool's own destroy() still does its bookkeeping.
+   */
+  private guardDestroy(conn: any) {
+    const destroy = conn.destroy;
+    if (typeof destroy !== "function") return;
+    conn.destroy = (...args: unknown[]) => {
+      if (conn.receiveQueue?.length > 0) {
+        void this.endSession(conn, "busy");
+        destroyConnection(conn);
+      }
+      return destroy.apply(conn, args);
+    };
+  }
+
+  /** Ends a connection's session from a side connection, when it is provably that connection's (see killSession). */
+  private async endSession(conn: any, state: "busy" | "idle") {
+    if (!this.options.killGhostSessions || this.health.isClosed) return;
+    const { conn: side } = await this.health.side.connect(this.options.probeTimeout);
+    if (!side) return;
+    await this.bounded(side, async () => {
+      await this.killSession(side, conn, await SideConnections.serverIdentity(side), state);
+    }).catch((e) => log(`ending a destroyed connection's session failed (${describeError(e)})`));
+  }
+
   /** Reads who a new connection is as the server sees it (thread id, user, client host:port, server). */
   private identify(conn: any) {
     if (!this.options.killGhostSessions && this.options.silentAfter === 0 && !this.options.verifyCommits) return;
@@ -239,7 +267,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
           const own = Number(conn.threadId ?? conn.info?.threadId);
           if (id && (!Number.isFinite(own) || id.threadId === own)) {
             this.sessions.set(conn.info, id);
-            if (this.marks !== "off") this.nodes.seen(id.server, rows[0]);
+            if (this.marks !== "off") this.nodes.seen(id);
           }
         },
         () => undefined,
@@ -249,24 +277,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
   }
 
-  /**
-   * mariadb's pool.end() lets busy connections finish for 10 s, then calls their destroy(), which
-   * sends `KILL <thread id>` over a new connection to the same address: behind a proxy that reaches
-   * another server and ends whichever session has that number there. Just before, the ones still
-   * busy are closed at the socket instead (the server ends the session when it sees the close).
-   */
-  private closeBusyBeforeEnd(pool: object) {
-    const timer = setTimeout(() => {
-      for (const conn of this.conns) if (this.poolOf.get(conn) === pool && conn.receiveQueue?.length > 0) destroyConnection(conn);
-    }, POOL_END_GRACE_MS);
-    timer.unref();
-  }
-
   private retirePool() {
     const pool = this.pool;
     if (!pool || this.retiredPools.has(pool)) return;
     this.retiredPools.add(pool);
-    this.closeBusyBeforeEnd(pool);
     void Promise.resolve()
       .then(() => pool.end())
       .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`));
@@ -380,18 +394,21 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     return "executing";
   }
 
-  /** KILL of an idle session that is provably this connection's (same server, thread id, user, client host:port). */
-  private async killSession(side: SideConnection, conn: any, server: any) {
+  /**
+   * KILL of a session that is provably this connection's (same server, thread id, user, client
+   * host:port), and idle unless `state` is "busy" (a connection destroyed while it waited for a reply).
+   */
+  private async killSession(side: SideConnection, conn: any, server: any, state: "busy" | "idle" = "idle") {
     if (!this.options.killGhostSessions) return;
     const identity = conn?.info ? this.sessions.get(conn.info) : undefined;
     if (!identity || !server || !sameServer(identity.server, server)) return;
     const rows: any[] = await side.query(
-      "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ? AND COMMAND = 'Sleep'",
+      `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ?${state === "idle" ? " AND COMMAND = 'Sleep'" : ""}`,
       [identity.threadId, identity.user, identity.host],
     );
     if (!rows?.length) return;
     await side.query(`KILL CONNECTION ${Math.trunc(identity.threadId)}`);
-    log(`killed ghost session ${identity.threadId} left by a silently dropped connection`);
+    log(`killed the ${state === "idle" ? "ghost session" : "session of a destroyed busy connection"} ${identity.threadId}`);
   }
 
   /** Runs side work, then closes the side connection; work that takes too long is cut (the connection destroyed). */
@@ -567,10 +584,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       this.health.close();
       const pool = this.pool;
       if (pool && this.retiredPools.has(pool)) return; // already ended during an outage
-      if (pool) {
-        this.retiredPools.add(pool);
-        this.closeBusyBeforeEnd(pool);
-      }
+      if (pool) this.retiredPools.add(pool);
       await this.current?.dispose();
     })();
     return this.disposing;

@@ -9,8 +9,7 @@
 // kept only after a side connection to it reached that same server: a refusal then means
 // "stopped", not "never reachable from here".
 import { log, describeError } from "../log.ts";
-import { parseMembers } from "../tuning/galera.ts";
-import { sameServer, SideConnections, type NodeAddress, type ServerIdentity } from "./side.ts";
+import { sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity } from "./side.ts";
 
 /** At most this many servers are remembered (restarts add new ones): the oldest is forgotten. */
 const MAX_NODES = 32;
@@ -44,16 +43,12 @@ export class ClusterNodes {
   constructor(private readonly side: SideConnections) {}
 
   /**
-   * A new app connection reached `server`; `row` is its SESSION_SQL row. The first time a Galera
-   * node is seen (per start), its own address is checked with a side connection.
+   * A new app connection's identity. The first time a Galera node is seen (per start), its own
+   * address is checked with a side connection.
    */
-  seen(server: ServerIdentity, row: any) {
-    if (!this.side.canConnectDirectly || this.side.isClosed) return;
-    const members = parseMembers(typeof row?.wsrep_members === "string" ? row.wsrep_members : undefined);
-    const index = Number(row?.wsrep_index);
-    const cluster = typeof row?.wsrep_cluster === "string" && row.wsrep_cluster !== "" ? row.wsrep_cluster : undefined;
-    // Not a Galera node, or not in a component now.
-    if (!members || !cluster || !Number.isInteger(index) || index < 0 || index >= members.length) return;
+  seen(session: SessionIdentity) {
+    const { server, member, cluster } = session;
+    if (!member || !cluster || !this.side.canConnectDirectly || this.side.isClosed) return;
     let node = this.find(server);
     if (!node) {
       node = { server, tries: 0, checking: false };
@@ -62,7 +57,6 @@ export class ClusterNodes {
     }
     node.cluster ??= cluster;
     if (node.address || node.checking || node.tries >= MAX_TRIES) return;
-    const member = members[index];
     const address = parseAddress(member);
     if (!address) return;
     node.tries++;
@@ -75,11 +69,6 @@ export class ClusterNodes {
   addressOf(server: ServerIdentity): { address: NodeAddress; member: string; cluster: string } | undefined {
     const node = this.find(server);
     return node?.address && node.member && node.cluster ? { address: node.address, member: node.member, cluster: node.cluster } : undefined;
-  }
-
-  /** The cluster (wsrep_cluster_state_uuid) the server was in, when known. */
-  clusterOf(server: ServerIdentity): string | undefined {
-    return this.find(server)?.cluster;
   }
 
   private find(server: ServerIdentity): Node | undefined {

@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import { connect as tcpConnect, type Socket } from "node:net";
 import type { ConnectFailure } from "../errors/errors.ts";
+import { parseMembers } from "../tuning/galera.ts";
 
 /** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
 export type ConnOptions = Record<string, any>;
@@ -42,6 +43,10 @@ export interface SessionIdentity {
   /** `ip:port` of the client socket as the server sees it (through a proxy: the proxy's side). */
   host: string;
   server: ServerIdentity;
+  /** On a Galera node: its own entry in wsrep_incoming_addresses (`host:port`), when it has one. */
+  member?: string;
+  /** On a Galera node: its cluster's wsrep_cluster_state_uuid. */
+  cluster?: string;
 }
 
 const SERVER_SQL =
@@ -58,7 +63,7 @@ export const SESSION_SQL =
   "AND s.VARIABLE_NAME IN ('UPTIME', 'WSREP_LOCAL_INDEX', 'WSREP_INCOMING_ADDRESSES', 'WSREP_CLUSTER_STATE_UUID') GROUP BY p.ID, p.USER, p.HOST";
 
 export function serverIdentityOf(row: any): ServerIdentity | undefined {
-  if (!row) return undefined;
+  if (!row || row.started === null || row.started === undefined) return undefined;
   const started = Number(row.started);
   if (!Number.isFinite(started)) return undefined;
   return { hostname: String(row.h), port: Number(row.p), started };
@@ -66,8 +71,14 @@ export function serverIdentityOf(row: any): ServerIdentity | undefined {
 
 export function sessionIdentityOf(row: any): SessionIdentity | undefined {
   const server = serverIdentityOf(row);
-  if (!server || row.id === undefined || typeof row.host !== "string") return undefined;
-  return { threadId: Number(row.id), user: String(row.user), host: row.host, server };
+  if (!server || row.id === undefined || row.id === null || typeof row.host !== "string") return undefined;
+  const identity: SessionIdentity = { threadId: Number(row.id), user: String(row.user), host: row.host, server };
+  // A Galera node in a component: its own entry and its cluster (non-Galera: index 2^64-1, no list).
+  const members = parseMembers(typeof row.wsrep_members === "string" ? row.wsrep_members : undefined);
+  const index = row.wsrep_index === null || row.wsrep_index === undefined ? NaN : Number(row.wsrep_index);
+  if (members && Number.isInteger(index) && index >= 0 && index < members.length && members[index]) identity.member = members[index];
+  if (typeof row.wsrep_cluster === "string" && row.wsrep_cluster !== "") identity.cluster = row.wsrep_cluster;
+  return identity;
 }
 
 export function sameServer(a: ServerIdentity, b: ServerIdentity): boolean {
@@ -211,6 +222,9 @@ function ownStream(config: ConnOptions, onSocket: (s: Socket) => void): (cb: (er
   };
 }
 
+/** Authentication plugins a direct connection to a node's advertised address may use without TLS. */
+const DIRECT_AUTH = ["mysql_native_password", "client_ed25519", "parsec", "caching_sha2_password", "sha256_password"];
+
 /** An open side connection (mariadb ConnectionPromise). */
 export interface SideConnection {
   query(sql: string, values?: unknown[]): Promise<any>;
@@ -260,7 +274,19 @@ export class SideConnections {
   async connect(timeoutMs: number, at?: NodeAddress): Promise<{ conn?: SideConnection; result: ProbeResult }> {
     if (at && !this.canConnectDirectly) return { result: { ok: false, reason: "no direct route" } };
     const base = this.config();
-    const config = base && at ? { ...base, host: at.host, port: at.port, socketPath: undefined, stream: undefined } : base;
+    const config =
+      base && at
+        ? {
+            ...base,
+            host: at.host,
+            port: at.port,
+            socketPath: undefined,
+            stream: undefined,
+            // An address the cluster advertised, not one the app was given: without TLS, no plugin
+            // that would send it the password in clear (mysql_clear_password, PAM's dialog).
+            restrictedAuth: base.restrictedAuth ?? (base.ssl ? undefined : DIRECT_AUTH),
+          }
+        : base;
     const mariadb = config ? await loadDriver() : undefined;
     if (at && !mariadb) return { result: { ok: false, reason: "no direct route" } };
     if (!config || !mariadb) return { result: await this.tcpProbe(timeoutMs) };
@@ -299,7 +325,8 @@ export class SideConnections {
           settled();
           if (socket) this.sockets.set(conn, socket);
           (conn as any).on?.("error", () => undefined);
-          this.lastAnswerMs = performance.now() - t0; // late answers count too
+          // Late answers count too; a direct route to one node says nothing about the app's address.
+          if (!at) this.lastAnswerMs = performance.now() - t0;
           if (done || this.closed) {
             void conn.end().catch(() => this.destroy(conn));
             return;

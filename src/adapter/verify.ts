@@ -201,8 +201,8 @@ export async function verifyCommit(
     token,
     deadlineAt,
     gone: false,
-    cluster: cluster?.nodes.clusterOf(session.server),
-    member: cluster?.nodes.addressOf(session.server)?.member,
+    cluster: session.cluster,
+    member: session.member,
   };
   let pause = 25;
   while (performance.now() < deadlineAt && !side.isClosed) {
@@ -297,8 +297,9 @@ async function onServer(conn: SideConnection, here: ServerIdentity, v: Verificat
     if (await sessionPresent(conn, session)) return undefined;
     // On a cluster: the same node (its own address), in the same cluster; not another node with the
     // same host name and port (containers).
+    // A Galera session without its own entry cannot be matched: no restart is taken on trust.
     const galera = await readGaleraState(conn);
-    if (galera.galera && ((v.cluster && galera.clusterUuid !== v.cluster) || (v.member && galera.self !== v.member))) return undefined;
+    if (galera.galera && (!v.member || galera.self !== v.member || (v.cluster !== undefined && galera.clusterUuid !== v.cluster))) return undefined;
     v.gone = true;
     return await readMark(conn, v, false);
   }
