@@ -256,6 +256,8 @@ export class GaleraNode {
       initSql: "SET SESSION wsrep_sync_wait = 1",
     });
     await this.waitForState((s) => s.localState === 4 && s.clusterStatus === "Primary", "Synced in a Primary component", deadline - Date.now());
+    // A restarted node gets the globals the test set on the cluster (before HAProxy marks it up).
+    for (const [name, value] of this.cluster.globals) await this.setGlobal(name, value);
     this.lastStart = { acceptMs: Math.round(acceptMs), syncedMs: Math.round(performance.now() - t0) };
   }
 
@@ -380,6 +382,8 @@ export class GaleraCluster {
   readonly database = APP_DB;
   readonly password = randomBytes(9).toString("base64url");
   readonly nodes: GaleraNode[] = [];
+  /** Globals set with setGlobal(), applied again to a node that starts (a restart forgets them). */
+  readonly globals = new Map<string, number | string>();
   /** ms from the first spawn until every node was Synced. */
   startupMs = 0;
   private cleanupRelease?: () => void;
@@ -417,7 +421,9 @@ export class GaleraCluster {
     );
   }
 
+  /** Sets a global on every running node, and on each node started later. */
   async setGlobal(name: string, value: number | string) {
+    this.globals.set(name, value);
     for (const n of this.runningNodes()) await n.setGlobal(name, value);
   }
 
