@@ -70,6 +70,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private target?: ProbeTarget;
   /** The pool's open connections (mariadb Connection objects), for the watchdog and outages. */
   private readonly conns = new Set<any>();
+  /** Connections already watched (adopted at 'connection' or, made before the watch, at 'acquire'). */
+  private readonly adopted = new WeakSet<object>();
   /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
   private readonly sessions = new WeakMap<object, SessionIdentity>();
   private readonly watches = new Map<any, Watch>();
@@ -195,26 +197,35 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     const suspect = () => {
       if (this.pool === pool || this.watchedExternal === pool) void this.health.suspect();
     };
-    pool.on("connection", (conn: any) => {
-      const o = conn?.opts;
+    const adopt = (conn: any) => {
+      if (!conn || typeof conn.on !== "function" || this.adopted.has(conn)) return;
+      this.adopted.add(conn);
+      const o = conn.opts;
       if (o && !this.config) this.config = o;
       if (o && !this.target) this.target = { host: o.host, port: o.port, socketPath: o.socketPath };
-      if (!conn || typeof conn.on !== "function") return;
       this.conns.add(conn);
       const forget = () => {
         this.conns.delete(conn);
         this.watches.delete(conn);
       };
       conn.once("end", forget);
-      // A graceful close (idle reaping, pool.end) emits no 'end' on the connection: its socket's 'close' does.
-      conn.socket?.once?.("close", forget);
+      // A graceful close (idle reaping, pool.end) emits no 'end' on the connection: its socket's
+      // 'close' does (unless the driver moved the connection to another socket: a redirect).
+      const socket = conn.socket;
+      socket?.once?.("close", () => {
+        if (conn.socket === socket) forget();
+      });
       this.guardDestroy(conn);
       conn.on("error", () => {
         forget();
         suspect();
       });
       this.identify(conn);
-    });
+    };
+    pool.on("connection", adopt);
+    // Connections a pool made before it was watched (a pool the app created itself opens some at
+    // once) are adopted when first handed out.
+    pool.on("acquire", adopt);
     pool.on("error", (e: unknown) => {
       log(`the pool could not open a connection (${describeError(e)})`);
       if (this.pool !== pool && this.watchedExternal !== pool) return;
@@ -234,11 +245,16 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
    */
   private guardDestroy(conn: any) {
     const destroy = conn.destroy;
-    if (typeof destroy !== "function") return;
+    // Not mariadb 3.4's Connection (its socketErrorHandler is how the socket is failed): left as it is.
+    if (typeof destroy !== "function" || typeof conn.socketErrorHandler !== "function") return;
     conn.destroy = (...args: unknown[]) => {
       if (conn.receiveQueue?.length > 0) {
         void this.endSession(conn, "busy");
-        destroyConnection(conn);
+        try {
+          conn.socketErrorHandler();
+        } catch {
+          // the pool's destroy below still runs
+        }
       }
       return destroy.apply(conn, args);
     };

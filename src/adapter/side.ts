@@ -222,8 +222,48 @@ function ownStream(config: ConnOptions, onSocket: (s: Socket) => void): (cb: (er
   };
 }
 
-/** Authentication plugins a direct connection to a node's advertised address may use without TLS. */
-const DIRECT_AUTH = ["mysql_native_password", "client_ed25519", "parsec", "caching_sha2_password", "sha256_password"];
+/**
+ * Authentication plugins a direct connection to a node's advertised address may use without a
+ * verified TLS connection: none that hands the password to the other end (clear text, PAM's dialog,
+ * or an RSA key the other end supplies itself).
+ */
+function directAuth(config: ConnOptions): string[] {
+  const plugins = ["mysql_native_password", "client_ed25519", "parsec"];
+  if (!config.allowPublicKeyRetrieval) plugins.push("caching_sha2_password", "sha256_password");
+  return plugins;
+}
+
+/** `restrictedAuth` as the driver reads it (an array, or a comma-separated string). */
+function pluginList(value: unknown): string[] | undefined {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === "string") return value.split(",").map((p) => p.trim());
+  return undefined;
+}
+
+/** TLS with the server's certificate checked: then the password is safe whatever the plugin. */
+function verifiedTls(config: ConnOptions): boolean {
+  const ssl = config.ssl;
+  return ssl === true || (typeof ssl === "object" && ssl !== null && ssl.rejectUnauthorized !== false);
+}
+
+/**
+ * The driver answers the server's greeting with the plugin the greeting names, without looking at
+ * `restrictedAuth` (that covers only a later switch). On a direct connection the greeting is read
+ * first: a plugin not in `allowed` closes the socket before the driver can answer.
+ */
+function guardGreeting(socket: Socket, allowed: string[]) {
+  let seen = false;
+  socket.prependListener("data", (chunk: Buffer) => {
+    if (seen) return;
+    seen = true;
+    // One packet: 3-byte length, sequence id, then protocol 10 … auth plugin name, NUL-terminated, last.
+    const length = chunk.length >= 4 ? chunk.readUIntLE(0, 3) : -1;
+    const payload = length > 0 && chunk.length >= 4 + length ? chunk.subarray(4, 4 + length) : undefined;
+    const text = payload && payload[0] === 10 ? payload.toString("latin1").replace(/\0+$/, "") : "";
+    const plugin = text.slice(text.lastIndexOf("\0") + 1);
+    if (!allowed.includes(plugin)) socket.destroy(Object.assign(new Error("refused: the server asked for an authentication plugin a direct connection does not use"), { code: "EPROTO" }));
+  });
+}
 
 /** An open side connection (mariadb ConnectionPromise). */
 export interface SideConnection {
@@ -282,9 +322,9 @@ export class SideConnections {
             port: at.port,
             socketPath: undefined,
             stream: undefined,
-            // An address the cluster advertised, not one the app was given: without TLS, no plugin
-            // that would send it the password in clear (mysql_clear_password, PAM's dialog).
-            restrictedAuth: base.restrictedAuth ?? (base.ssl ? undefined : DIRECT_AUTH),
+            // An address the cluster advertised, not one the app was given: without verified TLS,
+            // no plugin that would hand it the password (also checked in the greeting: guardGreeting).
+            restrictedAuth: verifiedTls(base) ? base.restrictedAuth : directAuth(base).filter((p) => pluginList(base.restrictedAuth)?.includes(p) ?? true),
           }
         : base;
     const mariadb = config ? await loadDriver() : undefined;
@@ -302,9 +342,11 @@ export class SideConnections {
         resolve({ result: { ok: false, reason: "no answer" } });
       });
       let socket: Socket | undefined;
+      const guard = at && !verifiedTls(config) ? config.restrictedAuth : undefined;
       const stream = ownStream(config, (s) => {
         socket = s;
         this.connecting.add(s);
+        if (guard) guardGreeting(s, guard);
       });
       const settled = () => {
         if (socket) this.connecting.delete(socket);

@@ -206,6 +206,8 @@ export class GaleraNode {
       "--default-storage-engine=InnoDB",
       "--innodb-autoinc-lock-mode=2",
     ];
+    // Globals the test set on the cluster: a node started again has them from its first session on.
+    for (const [name, value] of c.globals) args.push(`--${name.replace(/_/g, "-")}=${value}`);
     if (bootstrap) args.push("--wsrep-new-cluster");
     if (this.cluster.runAs) args.push(`--user=${this.cluster.runAs}`);
     return args;
@@ -256,8 +258,6 @@ export class GaleraNode {
       initSql: "SET SESSION wsrep_sync_wait = 1",
     });
     await this.waitForState((s) => s.localState === 4 && s.clusterStatus === "Primary", "Synced in a Primary component", deadline - Date.now());
-    // A restarted node gets the globals the test set on the cluster (before HAProxy marks it up).
-    for (const [name, value] of this.cluster.globals) await this.setGlobal(name, value);
     this.lastStart = { acceptMs: Math.round(acceptMs), syncedMs: Math.round(performance.now() - t0) };
   }
 
@@ -382,7 +382,7 @@ export class GaleraCluster {
   readonly database = APP_DB;
   readonly password = randomBytes(9).toString("base64url");
   readonly nodes: GaleraNode[] = [];
-  /** Globals set with setGlobal(), applied again to a node that starts (a restart forgets them). */
+  /** Globals set with setGlobal(), passed to a node that starts again (a restart forgets them). */
   readonly globals = new Map<string, number | string>();
   /** ms from the first spawn until every node was Synced. */
   startupMs = 0;

@@ -1,0 +1,114 @@
+// A direct side connection goes to an address the cluster advertised (wsrep_incoming_addresses),
+// not one the app was given: without verified TLS it must not hand the password to whatever
+// answers there. The driver answers a greeting that names mysql_clear_password with the password in
+// clear, whatever `restrictedAuth` says (that covers only a later switch), so the greeting is read
+// first. A fake server (no database) greets with each plugin and records what the client sent.
+import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
+import { test } from "node:test";
+import { SideConnections } from "../src/adapter/side.ts";
+
+const PASSWORD = "S3cret-Passw0rd";
+
+function packet(seq: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUIntLE(payload.length, 0, 3);
+  h[3] = seq;
+  return Buffer.concat([h, payload]);
+}
+
+/** A protocol-10 greeting (MariaDB-shaped) that names `plugin`; resolves with what the client sent back. */
+async function fakeServer(plugin: string): Promise<{ port: number; received: Promise<Buffer>; close(): void }> {
+  let deliver!: (b: Buffer) => void;
+  const received = new Promise<Buffer>((r) => (deliver = r));
+  const sockets: Socket[] = [];
+  const server = createServer((s) => {
+    sockets.push(s);
+    const caps = 0xf7ff | (0x81bf << 16); // PLUGIN_AUTH, SECURE_CONNECTION …
+    const greeting = Buffer.concat([
+      Buffer.from([10]),
+      Buffer.from("10.11.19-MariaDB\0"),
+      Buffer.from([1, 0, 0, 0]),
+      Buffer.from("abcdefgh"),
+      Buffer.from([0]),
+      Buffer.from([caps & 0xff, (caps >> 8) & 0xff]),
+      Buffer.from([45]),
+      Buffer.from([2, 0]),
+      Buffer.from([(caps >> 16) & 0xff, (caps >> 24) & 0xff]),
+      Buffer.from([21]),
+      Buffer.alloc(10),
+      Buffer.from("ijklmnopqrst\0"),
+      Buffer.from(`${plugin}\0`),
+    ]);
+    let got = Buffer.alloc(0);
+    s.on("data", (d) => (got = Buffer.concat([got, d])));
+    s.on("close", () => deliver(got));
+    s.on("error", () => undefined);
+    s.write(packet(0, greeting));
+    setTimeout(() => s.destroy(), 1000);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    port: (server.address() as { port: number }).port,
+    received,
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+for (const plugin of ["mysql_clear_password", "dialog"]) {
+  test(`a direct connection greeted with ${plugin} (no TLS) sends nothing: no password leaves`, async () => {
+    const fake = await fakeServer(plugin);
+    const side = new SideConnections(
+      () => ({ host: "127.0.0.1", port: 1, user: "app", password: PASSWORD }),
+      () => undefined,
+    );
+    try {
+      const { conn, result } = await side.connect(2000, { host: "127.0.0.1", port: fake.port });
+      assert.equal(conn, undefined, "no connection");
+      assert.equal(result.ok, false);
+      const sent = await fake.received;
+      assert.equal(sent.includes(Buffer.from(PASSWORD)), false, "the password was not sent");
+      assert.equal(sent.length, 0, `nothing was sent (${sent.length} bytes)`);
+    } finally {
+      side.close();
+      fake.close();
+    }
+  });
+}
+
+test("the same greeting on the app's own address (not a direct route) is the app's choice: the driver answers it", async () => {
+  const fake = await fakeServer("mysql_native_password");
+  const side = new SideConnections(
+    () => ({ host: "127.0.0.1", port: fake.port, user: "app", password: PASSWORD }),
+    () => undefined,
+  );
+  try {
+    await side.connect(1500);
+    const sent = await fake.received;
+    assert.ok(sent.length > 0, "the driver answered the greeting (the check applies to direct routes only)");
+    assert.equal(sent.includes(Buffer.from(PASSWORD)), false, "native password: a scramble, never the password");
+  } finally {
+    side.close();
+    fake.close();
+  }
+});
+
+test("a direct connection greeted with mysql_native_password answers it (a scramble)", async () => {
+  const fake = await fakeServer("mysql_native_password");
+  const side = new SideConnections(
+    () => ({ host: "127.0.0.1", port: 1, user: "app", password: PASSWORD }),
+    () => undefined,
+  );
+  try {
+    await side.connect(1500, { host: "127.0.0.1", port: fake.port });
+    const sent = await fake.received;
+    assert.ok(sent.length > 0, "the driver answered");
+    assert.equal(sent.includes(Buffer.from(PASSWORD)), false);
+  } finally {
+    side.close();
+    fake.close();
+  }
+});
