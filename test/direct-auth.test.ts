@@ -18,7 +18,7 @@ function packet(seq: number, payload: Buffer): Buffer {
 }
 
 /** A protocol-10 greeting (MariaDB-shaped) that names `plugin`; resolves with what the client sent back. */
-async function fakeServer(plugin: string): Promise<{ port: number; received: Promise<Buffer>; close(): void }> {
+async function fakeServer(plugin: string, split = false): Promise<{ port: number; received: Promise<Buffer>; close(): void }> {
   let deliver!: (b: Buffer) => void;
   const received = new Promise<Buffer>((r) => (deliver = r));
   const sockets: Socket[] = [];
@@ -44,7 +44,12 @@ async function fakeServer(plugin: string): Promise<{ port: number; received: Pro
     s.on("data", (d) => (got = Buffer.concat([got, d])));
     s.on("close", () => deliver(got));
     s.on("error", () => undefined);
-    s.write(packet(0, greeting));
+    const whole = packet(0, greeting);
+    // Split: the greeting arrives in two TCP chunks.
+    if (split) {
+      s.write(whole.subarray(0, 20));
+      setTimeout(() => s.write(whole.subarray(20)), 50);
+    } else s.write(whole);
     setTimeout(() => s.destroy(), 1000);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
@@ -58,11 +63,19 @@ async function fakeServer(plugin: string): Promise<{ port: number; received: Pro
   };
 }
 
-for (const plugin of ["mysql_clear_password", "dialog"]) {
-  test(`a direct connection greeted with ${plugin} (no TLS) sends nothing: no password leaves`, async () => {
+// The plugin field as the greeting carries it (the driver reads up to the first NUL), and the app's TLS setting.
+const refused: Array<[string, Record<string, unknown>]> = [
+  ["mysql_clear_password", {}],
+  ["dialog", {}],
+  ["mysql_clear_password\0mysql_native_password", {}],
+  ["mysql_clear_password", { ssl: true }],
+  ["sha256_password", { ssl: { rejectUnauthorized: false } }],
+];
+for (const [plugin, tls] of refused) {
+  test(`a direct connection greeted with ${JSON.stringify(plugin)} (${JSON.stringify(tls)}) sends nothing: no password leaves`, async () => {
     const fake = await fakeServer(plugin);
     const side = new SideConnections(
-      () => ({ host: "127.0.0.1", port: 1, user: "app", password: PASSWORD }),
+      () => ({ host: "127.0.0.1", port: 1, user: "app", password: PASSWORD, ...tls }),
       () => undefined,
     );
     try {
@@ -81,13 +94,14 @@ for (const plugin of ["mysql_clear_password", "dialog"]) {
 
 // The driver answers these: a native-password greeting on a direct route (a scramble, never the
 // password), and any greeting on the app's own address (the app chose that server; not checked).
-const answered: Array<[string, boolean]> = [
-  ["a direct connection greeted with mysql_native_password answers it (a scramble)", true],
-  ["the app's own address is not checked (the app chose it): the driver answers the greeting", false],
+const answered: Array<[string, boolean, boolean]> = [
+  ["a direct connection greeted with mysql_native_password answers it (a scramble)", true, false],
+  ["a greeting split over two TCP chunks is read whole, then answered", true, true],
+  ["the app's own address is not checked (the app chose it): the driver answers the greeting", false, false],
 ];
-for (const [name, direct] of answered) {
+for (const [name, direct, split] of answered) {
   test(name, async () => {
-    const fake = await fakeServer("mysql_native_password");
+    const fake = await fakeServer("mysql_native_password", split);
     const side = new SideConnections(
       () => ({ host: "127.0.0.1", port: direct ? 1 : fake.port, user: "app", password: PASSWORD }),
       () => undefined,

@@ -212,8 +212,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       // A graceful close (idle reaping, pool.end) emits no 'end' on the connection: its socket's
       // 'close' does (unless the driver moved the connection to another socket: a redirect).
       const socket = conn.socket;
+      // (clear() drops conn.socket before that 'close': gone or the same socket both mean closed.)
       socket?.once?.("close", () => {
-        if (conn.socket === socket) forget();
+        if (!conn.socket || conn.socket === socket) forget();
       });
       this.guardDestroy(conn);
       conn.on("error", () => {

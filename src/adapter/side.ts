@@ -223,14 +223,16 @@ function ownStream(config: ConnOptions, onSocket: (s: Socket) => void): (cb: (er
 }
 
 /**
- * Authentication plugins a direct connection to a node's advertised address may use without a
- * verified TLS connection: none that hands the password to the other end (clear text, PAM's dialog,
- * or an RSA key the other end supplies itself).
+ * Authentication plugins a direct connection to a node's advertised address may use: none that
+ * hands the password to the other end. With TLS of any kind the driver sends it in clear inside the
+ * TLS session for the sha256 plugins (and it checks the certificate only after authentication), so
+ * those two are allowed only without TLS and without fetching the server's RSA key.
  */
 function directAuth(config: ConnOptions): string[] {
   const plugins = ["mysql_native_password", "client_ed25519", "parsec"];
-  if (!config.allowPublicKeyRetrieval) plugins.push("caching_sha2_password", "sha256_password");
-  return plugins;
+  if (!config.ssl && !config.allowPublicKeyRetrieval) plugins.push("caching_sha2_password", "sha256_password");
+  const theirs = pluginList(config.restrictedAuth);
+  return theirs ? plugins.filter((p) => theirs.includes(p)) : plugins;
 }
 
 /** `restrictedAuth` as the driver reads it (an array, or a comma-separated string). */
@@ -240,29 +242,52 @@ function pluginList(value: unknown): string[] | undefined {
   return undefined;
 }
 
-/** TLS with the server's certificate checked: then the password is safe whatever the plugin. */
-function verifiedTls(config: ConnOptions): boolean {
-  const ssl = config.ssl;
-  return ssl === true || (typeof ssl === "object" && ssl !== null && ssl.rejectUnauthorized !== false);
+/** The auth plugin a protocol-10 greeting names, read as mariadb 3.4's InitialHandshake reads it. */
+export function greetingPlugin(payload: Buffer): string | undefined {
+  try {
+    if (payload[0] !== 10) return undefined;
+    let at = payload.indexOf(0, 1);
+    if (at < 0) return undefined;
+    at += 1 + 4 + 8 + 1; // NUL after the version, thread id, seed part 1, filler
+    let caps = payload.readUInt16LE(at);
+    at += 2 + 1 + 2; // capabilities (low), collation, status
+    caps += payload.readUInt16LE(at) * 0x10000;
+    at += 2;
+    const pluginAuth = (caps & (1 << 19)) !== 0;
+    const saltLength = pluginAuth ? Math.max(12, payload[at] - 9) : 0;
+    at += 1 + 10;
+    if (caps & (1 << 15)) at += saltLength;
+    at += 1;
+    if (!pluginAuth) return "mysql_native_password";
+    const end = payload.indexOf(0, at);
+    if (at > payload.length || end < 0) return undefined;
+    return payload.toString("latin1", at, end);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * The driver answers the server's greeting with the plugin the greeting names, without looking at
- * `restrictedAuth` (that covers only a later switch). On a direct connection the greeting is read
- * first: a plugin not in `allowed` closes the socket before the driver can answer.
+ * `restrictedAuth` (that covers only a later switch), and before any certificate check. On a direct
+ * connection the greeting is read first (buffered until whole: the driver cannot answer earlier
+ * either): a plugin not in `allowed` closes the socket before the driver can answer. An error
+ * packet is let through (the driver answers nothing to it).
  */
 function guardGreeting(socket: Socket, allowed: string[]) {
-  let seen = false;
-  socket.prependListener("data", (chunk: Buffer) => {
-    if (seen) return;
-    seen = true;
-    // One packet: 3-byte length, sequence id, then protocol 10 … auth plugin name, NUL-terminated, last.
-    const length = chunk.length >= 4 ? chunk.readUIntLE(0, 3) : -1;
-    const payload = length > 0 && chunk.length >= 4 + length ? chunk.subarray(4, 4 + length) : undefined;
-    const text = payload && payload[0] === 10 ? payload.toString("latin1").replace(/\0+$/, "") : "";
-    const plugin = text.slice(text.lastIndexOf("\0") + 1);
-    if (!allowed.includes(plugin)) socket.destroy(Object.assign(new Error("refused: the server asked for an authentication plugin a direct connection does not use"), { code: "EPROTO" }));
-  });
+  let buffered = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    if (buffered.length < 4 || buffered.length < 4 + buffered.readUIntLE(0, 3)) return;
+    socket.off("data", onData);
+    const payload = buffered.subarray(4, 4 + buffered.readUIntLE(0, 3));
+    if (payload[0] === 0xff) return;
+    const plugin = greetingPlugin(payload);
+    if (plugin === undefined || !allowed.includes(plugin)) {
+      socket.destroy(Object.assign(new Error("refused: the server asked for an authentication plugin a direct connection does not use"), { code: "EPROTO" }));
+    }
+  };
+  socket.prependListener("data", onData);
 }
 
 /** An open side connection (mariadb ConnectionPromise). */
@@ -322,9 +347,9 @@ export class SideConnections {
             port: at.port,
             socketPath: undefined,
             stream: undefined,
-            // An address the cluster advertised, not one the app was given: without verified TLS,
-            // no plugin that would hand it the password (also checked in the greeting: guardGreeting).
-            restrictedAuth: verifiedTls(base) ? base.restrictedAuth : directAuth(base).filter((p) => pluginList(base.restrictedAuth)?.includes(p) ?? true),
+            // An address the cluster advertised, not one the app was given: no plugin that would
+            // hand it the password (also checked in the greeting: guardGreeting).
+            restrictedAuth: directAuth(base),
           }
         : base;
     const mariadb = config ? await loadDriver() : undefined;
@@ -342,7 +367,7 @@ export class SideConnections {
         resolve({ result: { ok: false, reason: "no answer" } });
       });
       let socket: Socket | undefined;
-      const guard = at && !verifiedTls(config) ? config.restrictedAuth : undefined;
+      const guard = at ? directAuth(config) : undefined;
       const stream = ownStream(config, (s) => {
         socket = s;
         this.connecting.add(s);

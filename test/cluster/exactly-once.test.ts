@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown, type CommitVerification } from "../../src/index.ts";
-import { resilientClient, withParams, type ResilientHandle } from "../support/clients.ts";
+import { trackedClients, withParams, type ResilientHandle } from "../support/clients.ts";
 import { uniqueKey } from "../support/data.ts";
 import { startGaleraCluster, type GaleraCluster, type GaleraNode } from "../support/galera.ts";
 import { haproxyForGalera, type GaleraProxy } from "../support/haproxy.ts";
@@ -20,7 +20,7 @@ import { startProxy, type FaultProxy } from "../support/proxy.ts";
 let cluster: GaleraCluster;
 let proxy: GaleraProxy;
 let fault: FaultProxy;
-const handles: ResilientHandle[] = [];
+const { client, disconnectAll } = trackedClients({ deadline: 20_000 });
 const log = (...a: unknown[]) => console.log("   ", ...a);
 
 before(async () => {
@@ -29,7 +29,7 @@ before(async () => {
   fault = await startProxy("127.0.0.1", proxy.haproxy.port);
 });
 afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+  await disconnectAll();
   // The killed node back, Synced and UP in HAProxy, for the next test.
   for (const n of cluster.nodes) if (!n.running) await n.start();
   await cluster.waitForSize(cluster.nodes.length);
@@ -46,11 +46,9 @@ async function clientOnOneNode(
   verdicts: CommitVerification[],
   adapter: { refusedMeansStopped?: boolean; verifyTimeout?: number } = {},
 ): Promise<{ prisma: any; retries: ResilientHandle["retries"]; node: GaleraNode }> {
-  const h = resilientClient(withParams(fault.urlFor(proxy.url), { connectionLimit: 1 }), {
-    deadline: 20_000,
+  const h = client(withParams(fault.urlFor(proxy.url), { connectionLimit: 1 }), {
     adapter: { ...adapter, onCommitVerified: (e) => verdicts.push(e) },
   });
-  handles.push(h);
   const rows: any[] = await h.prisma.$queryRawUnsafe("SELECT @@port AS port");
   const node = cluster.nodes.find((n) => n.port === Number(rows[0].port));
   assert.ok(node, "the pooled connection is on a node of the cluster");

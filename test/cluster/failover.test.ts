@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { isOutcomeUnknown } from "../../src/index.ts";
 import { readGaleraState } from "../../src/tuning/galera.ts";
-import { resilientClient, withParams, type ResilientHandle } from "../support/clients.ts";
+import { errnoOf, trackedClients, withParams } from "../support/clients.ts";
 import { uniqueKey } from "../support/data.ts";
 import { startHaproxy, type Haproxy } from "../support/haproxy.ts";
 import { startDatabase, type TestDatabase } from "../support/mariadb.ts";
@@ -20,29 +20,10 @@ let primary: TestDatabase;
 let standby: TestDatabase;
 let haproxy: Haproxy;
 let url: string;
-const handles: ResilientHandle[] = [];
 const log = (...a: unknown[]) => console.log("   ", ...a);
 
 // A 5 s deadline unless a test says otherwise: a broken re-run fails a test in seconds, not minutes.
-function client(u: string, options: Parameters<typeof resilientClient>[1] = {}) {
-  const h = resilientClient(u, { deadline: 5000, ...options });
-  handles.push(h);
-  return h;
-}
-
-function errnoOf(error: unknown): number | undefined {
-  let e: any = error;
-  for (let i = 0; i < 6 && e; i++) {
-    const d = e.meta?.driverAdapterError?.cause ?? e.meta?.driverAdapterError;
-    if (typeof d?.code === "number") return d.code;
-    if (typeof d?.originalCode === "string" && /^\d+$/.test(d.originalCode)) return Number(d.originalCode);
-    if (typeof e.errno === "number") return e.errno;
-    if (typeof e.code === "number") return e.code;
-    e = e.cause;
-  }
-  const m = /\b(1290|1792|1836)\b/.exec(String((error as any)?.message ?? ""));
-  return m ? Number(m[1]) : undefined;
-}
+const { client, disconnectAll } = trackedClients({ deadline: 5000 });
 
 async function rowsByKey(db: TestDatabase, prefix: string): Promise<Map<string, number>> {
   const rows = await db.admin<any[]>(`SELECT \`key\`, COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` LIKE ? GROUP BY \`key\``, [
@@ -67,7 +48,7 @@ before(async () => {
   url = haproxy.urlFor(primary.url);
 });
 afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+  await disconnectAll();
   await primary.setGlobal("read_only", 0);
   await standby.setGlobal("tx_read_only", 0);
 });

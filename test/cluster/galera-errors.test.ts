@@ -7,22 +7,17 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../../src/index.ts";
-import { resilientClient, withParams, type ResilientHandle } from "../support/clients.ts";
+import { errnoOf, trackedClients, withParams } from "../support/clients.ts";
 import { uniqueKey } from "../support/data.ts";
 import { startGaleraCluster, type GaleraCluster, type GaleraNode } from "../support/galera.ts";
 import { haproxyForGalera, type GaleraProxy } from "../support/haproxy.ts";
 
 let cluster: GaleraCluster;
 let proxy: GaleraProxy;
-const handles: ResilientHandle[] = [];
 const log = (...a: unknown[]) => console.log("   ", ...a);
 
 // A 5 s deadline unless a test says otherwise: a broken re-run fails a test in seconds, not minutes.
-function client(url: string, options: Parameters<typeof resilientClient>[1] = {}) {
-  const h = resilientClient(url, { deadline: 5000, ...options });
-  handles.push(h);
-  return h;
-}
+const { client, disconnectAll } = trackedClients({ deadline: 5000 });
 
 /** Rows per key, read on `node` after every write committed anywhere (wsrep_sync_wait = 1). */
 async function rowsByKey(node: GaleraNode, prefix: string): Promise<Map<string, number>> {
@@ -33,20 +28,6 @@ async function rowsByKey(node: GaleraNode, prefix: string): Promise<Map<string, 
   return new Map(rows.map((r) => [r.key, Number(r.n)]));
 }
 
-function errnoOf(error: unknown): number | undefined {
-  let e: any = error;
-  for (let i = 0; i < 6 && e; i++) {
-    const d = e.meta?.driverAdapterError?.cause ?? e.meta?.driverAdapterError;
-    if (typeof d?.code === "number") return d.code;
-    if (typeof d?.originalCode === "string" && /^\d+$/.test(d.originalCode)) return Number(d.originalCode);
-    if (typeof e.errno === "number") return e.errno;
-    if (typeof e.code === "number") return e.code;
-    e = e.cause;
-  }
-  const m = /\b(1047|1205|1213|1290|1792|1836)\b/.exec(String((error as any)?.message ?? ""));
-  return m ? Number(m[1]) : undefined;
-}
-
 before(async () => {
   cluster = await startGaleraCluster();
   // Without on-marked-down shutdown-sessions: pooled connections keep pointing at a node that went
@@ -54,7 +35,7 @@ before(async () => {
   proxy = await haproxyForGalera(cluster, { shutdownSessionsOnDown: false });
 });
 afterEach(async () => {
-  for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+  await disconnectAll();
 });
 after(async () => {
   await proxy?.stop();

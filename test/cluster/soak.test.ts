@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { isOutcomeUnknown } from "../../src/index.ts";
 import { runChaos, summary, violations } from "../support/chaos.ts";
-import { resilientClient } from "../support/clients.ts";
+import { errnoOf, resilientClient } from "../support/clients.ts";
 import { uniqueKey } from "../support/data.ts";
 import { clusterDatabase, startGaleraCluster, type GaleraCluster } from "../support/galera.ts";
 import { haproxyForGalera, type GaleraProxy } from "../support/haproxy.ts";
@@ -19,17 +19,6 @@ let proxy: GaleraProxy;
 const log = (...a: unknown[]) => console.log("   ", ...a);
 const CHAOS_MS = Number(process.env.CLUSTER_SOAK_MS ?? 20_000);
 const HOT_MS = Number(process.env.CLUSTER_HOT_MS ?? 10_000);
-
-function errnoOf(error: unknown): number | undefined {
-  let e: any = error;
-  for (let i = 0; i < 6 && e; i++) {
-    const d = e.meta?.driverAdapterError?.cause ?? e.meta?.driverAdapterError;
-    if (typeof d?.code === "number") return d.code;
-    if (typeof e.errno === "number") return e.errno;
-    e = e.cause;
-  }
-  return undefined;
-}
 
 before(async () => {
   cluster = await startGaleraCluster();

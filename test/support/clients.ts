@@ -45,3 +45,36 @@ export function withParams(url: string, params: Record<string, string | number |
   for (const [k, v] of Object.entries(params)) u.searchParams.set(k, String(v));
   return u.toString();
 }
+
+/**
+ * The clients one test file makes, each with `defaults` (e.g. a short deadline: a broken re-run
+ * fails a test in seconds), all disconnected by `disconnectAll()` (in an afterEach).
+ */
+export function trackedClients(defaults: Parameters<typeof resilientClient>[1] = {}) {
+  const handles: ResilientHandle[] = [];
+  return {
+    client(url: string, options: Parameters<typeof resilientClient>[1] = {}): ResilientHandle {
+      const h = resilientClient(url, { ...defaults, ...options });
+      handles.push(h);
+      return h;
+    },
+    async disconnectAll() {
+      for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+    },
+  };
+}
+
+/** The server's error number behind a Prisma or driver error, at any depth (or in its message). */
+export function errnoOf(error: unknown): number | undefined {
+  let e: any = error;
+  for (let i = 0; i < 6 && e; i++) {
+    const d = e.meta?.driverAdapterError?.cause ?? e.meta?.driverAdapterError;
+    if (typeof d?.code === "number") return d.code;
+    if (typeof d?.originalCode === "string" && /^\d+$/.test(d.originalCode)) return Number(d.originalCode);
+    if (typeof e.errno === "number") return e.errno;
+    if (typeof e.code === "number") return e.code;
+    e = e.cause;
+  }
+  const m = /\b(1047|1180|1205|1213|1290|1792|1836)\b/.exec(String((error as any)?.message ?? ""));
+  return m ? Number(m[1]) : undefined;
+}
