@@ -150,6 +150,10 @@ export interface ChaosResult {
   unknownVerificationIncomplete: number;
   /** Retries by error class (conflict, connection-lost, unavailable). */
   retriesByClass: Record<string, number>;
+  /** The first failed operations, described (codes, reasons, attempts, timing): a failing run says why. */
+  failureDetails: string[];
+  /** The first retries other than conflicts, described with the time they happened. */
+  retryDetails: string[];
   /** Lost COMMIT replies verified, by what was found (committed, not-committed, unknown). */
   verifiedCommits: Record<string, number>;
   samples: OpSample[];
@@ -168,6 +172,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const retryCount = { n: 0 };
   const retriesByClass: Record<string, number> = {};
   const verified: Record<string, number> = {};
+  const retryDetails: string[] = [];
   const mix = options.mix ?? "broad";
   const prisma: any =
     mode === "bare"
@@ -185,6 +190,8 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
           onRetry: (ctx) => {
             retryCount.n++;
             retriesByClass[ctx.errorClass] = (retriesByClass[ctx.errorClass] ?? 0) + 1;
+            if (ctx.errorClass !== "conflict" && retryDetails.length < 20)
+              retryDetails.push(`${ctx.operation} at ${Math.round(performance.now() - start)} ms, attempt ${ctx.attempt}, ${ctx.counted ? "counted" : "free"}, wait ${ctx.delayMs} ms: ${describeFailure(ctx.error)}`);
           },
         }).prisma;
 
@@ -219,6 +226,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const byOperation: Record<string, number> = {};
   let unknownWithoutLostConnection = 0;
   let unknownVerificationIncomplete = 0;
+  const failureDetails: string[] = [];
 
   const worker = async (w: number) => {
     let seq = 0;
@@ -302,6 +310,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
         } else {
           outcome = "failed";
           errorClass = `${classify(error)}:${(error as any)?.code ?? (error as any)?.name ?? "?"}`;
+          if (failureDetails.length < 5) failureDetails.push(`${op} at ${Math.round(t0 - start)}-${Math.round(now())} ms (ended ${new Date().toISOString()}): ${describeFailure(error)}`);
           for (const k of keys) failedKeys.add(k);
           for (const c of counters) uncertainIncrements.set(c, uncertainIncrements.get(c)! + 1);
         }
@@ -423,10 +432,29 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     unknownWithoutLostConnection,
     unknownVerificationIncomplete,
     retriesByClass,
+    failureDetails,
+    retryDetails,
     verifiedCommits: verified,
     samples,
     events,
   };
+}
+
+/**
+ * One failure in a line: each layer's name, code and errno, and the package's own details (reason,
+ * attempts, waitedMs). Messages are left out: Prisma's carry source lines.
+ */
+function describeFailure(error: unknown): string {
+  const layers: string[] = [];
+  let e: any = error;
+  for (let i = 0; i < 6 && e && typeof e === "object"; i++) {
+    const own = ["reason", "attempts", "waitedMs", "kind", "originalCode", "errno", "sqlState"]
+      .filter((k) => e[k] !== undefined && typeof e[k] !== "object")
+      .map((k) => `${k}=${e[k]}`);
+    layers.push([e.name, e.code, ...own].filter((x) => x !== undefined).join(" "));
+    e = e.meta?.driverAdapterError ?? e.cause;
+  }
+  return layers.join(" <- ");
 }
 
 /** The figures without the per-operation samples, for printing as one JSON line. */
