@@ -173,6 +173,47 @@ describe("silent drops", () => {
   }
 });
 
+describe("the watchdog's answer comes late", () => {
+  test("a connection that received its reply while the server was being asked is left alone (the session was idle because it had answered)", async () => {
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      // One connection, and no retries: a connection cut by mistake surfaces as the next statement's error.
+      const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 1 }), { retries: 0 });
+      await prisma.$queryRawUnsafe("SELECT 1");
+      const reply = proxy.holdReplyTo("SELECT 'held reply'");
+      const check = proxy.holdReplyTo("FROM information_schema.PROCESSLIST WHERE ID");
+      const next = proxy.holdReplyTo("SELECT SLEEP(0.5)");
+      const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => true), sleep(ms, false)]);
+      // The reply is held past silentAfter (1 s), so the watchdog asks the server: the session is
+      // idle (it has answered). That answer is held until the reply has arrived and the app's next
+      // statement runs on the connection: by then it no longer says anything about the connection.
+      const choreography = (async () => {
+        const asked = await within(check.seen, 5000);
+        await sleep(100); // the server has read the session's state
+        reply.release();
+        const nextSent = await within(next.seen, 5000);
+        next.release();
+        await sleep(100);
+        check.release();
+        return { asked, nextSent };
+      })();
+      const t0 = performance.now();
+      await prisma.$queryRawUnsafe("SELECT 'held reply'");
+      const heldMs = Math.round(performance.now() - t0);
+      let error: unknown;
+      await prisma.$queryRawUnsafe("SELECT SLEEP(0.5)").catch((e: unknown) => (error = e));
+      const { asked, nextSent } = await choreography;
+      console.log(JSON.stringify({ heldMs, asked, nextSent, error: error ? `${(error as any).name} ${(error as any).code}` : null, retries: retries.length }));
+      assert.ok(asked, "the watchdog asked the server about the silent connection");
+      assert.ok(nextSent, "the next statement ran on the connection before the answer came");
+      assert.equal(error, undefined, "the next statement was not cut");
+      assert.equal(retries.length, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe("too many connections", () => {
   test("max_connections exhausted by other clients: backs off, succeeds once they leave", async () => {
     const { prisma, retries } = client(withParams(db.url, { acquireTimeout: 700 }), { deadline: 10_000 });

@@ -6,6 +6,7 @@
 import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, log } from "../log.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
 import {
@@ -52,9 +53,16 @@ export function isResilientAdapter(value: unknown): boolean {
 /** What the watchdog remembers about a pool connection that is waiting for a reply. */
 interface Watch {
   bytes: number;
+  /** The command it waits on (the driver's receive queue's head). */
+  waitingOn: unknown;
   since: number;
   nextCheck: number;
   checks: number;
+}
+
+/** The command a connection waits on, and the bytes it has read: a change is progress. */
+function waitState(conn: any): { bytes: number; waitingOn: unknown } {
+  return { bytes: conn.socket?.bytesRead ?? -1, waitingOn: conn.receiveQueue?.peekFront?.() };
 }
 
 class ResilientAdapter implements AdapterLike, FailureHandler {
@@ -339,10 +347,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         this.watches.delete(conn);
         continue;
       }
-      const bytes = conn.socket?.bytesRead ?? -1;
+      const state = waitState(conn);
       const w = this.watches.get(conn);
-      if (!w || w.bytes !== bytes) {
-        this.watches.set(conn, { bytes, since: now, nextCheck: 0, checks: 0 });
+      if (!w || w.bytes !== state.bytes || w.waitingOn !== state.waitingOn) {
+        this.watches.set(conn, { ...state, since: now, nextCheck: 0, checks: 0 });
         this.lastProgress = now;
         continue;
       }
@@ -378,11 +386,25 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     await this.bounded(side, async () => {
       if (silent.length === 0) return;
       const server = await SideConnections.serverIdentity(side);
+      const suspects: Array<{ conn: any; w: Watch | undefined; verdict: "idle" | "gone" }> = [];
+      let slowest = 0;
       for (const conn of silent) {
         const w = this.watches.get(conn);
+        const asked = performance.now();
         const verdict = await this.sessionVerdict(side, conn, server);
+        slowest = Math.max(slowest, performance.now() - asked);
         if (verdict === "executing") {
           if (w) w.nextCheck = performance.now() + backoff(++w.checks);
+        } else suspects.push({ conn, w, verdict });
+      }
+      // An answer describes the session when the server read it. An idle session may just have
+      // answered: its reply can still be on its way (a round trip's grace). A connection that has
+      // read a byte or moved on to another command since is not silent: the answer is stale.
+      if (suspects.some((x) => x.verdict === "idle")) await sleep(Math.min(250, Math.max(20, slowest)));
+      for (const { conn, w, verdict } of suspects) {
+        const now = waitState(conn);
+        if (!w || !(conn.receiveQueue?.length > 0) || now.bytes !== w.bytes || now.waitingOn !== w.waitingOn) {
+          log(`connection ${conn.threadId ?? "?"} got an answer while its session was being checked: left alone`);
           continue;
         }
         log(`connection ${conn.threadId ?? "?"} silent for ${this.options.silentAfter}+ ms and its session is ${verdict}: destroying it`);

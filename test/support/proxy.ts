@@ -13,6 +13,8 @@ interface Link {
   dropped: boolean;
   /** The server side is gone but the client was not told: its next packet gets an RST. */
   stale: boolean;
+  /** While set, the server's bytes to the client wait here (holdReplyTo), in order. */
+  held?: Buffer[];
 }
 
 export class FaultProxy {
@@ -87,6 +89,10 @@ export class FaultProxy {
           return;
         }
         if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
+        if (!fromClient && link.held) {
+          link.held.push(chunk);
+          return;
+        }
         if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
         else if (!to.destroyed) to.write(chunk);
       });
@@ -170,6 +176,42 @@ export class FaultProxy {
    */
   swallow(marker: string, hold?: () => Promise<void>): Promise<void> {
     return this.tapOnce(marker, hold, (link) => link.upstream.destroy());
+  }
+
+  /**
+   * Passes the next client packet that contains `marker` to the server, and holds everything the
+   * server sends back on that connection (a slow network) until `release()`. `seen` resolves when
+   * the packet passed. Nothing is lost: the held bytes follow in order.
+   */
+  holdReplyTo(marker: string): { seen: Promise<void>; release: () => void } {
+    const needle = Buffer.from(marker);
+    let held: Link | undefined;
+    let released = false;
+    let markSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (markSeen = resolve));
+    const tap = (link: Link, chunk: Buffer) => {
+      if (!chunk.includes(needle)) return false;
+      this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+      if (!released) {
+        held = link;
+        link.held = [];
+      }
+      markSeen();
+      return false; // the packet itself goes on as usual
+    };
+    this.clientDataTaps.push(tap);
+    return {
+      seen,
+      release: () => {
+        released = true;
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        const link = held;
+        if (!link?.held) return;
+        const chunks = link.held;
+        link.held = undefined;
+        for (const c of chunks) if (!link.dropped && !link.client.destroyed) link.client.write(c);
+      },
+    };
   }
 
   /** The next client packet containing `marker` goes to `upstream`'s care; the client is reset (after `hold`). */
