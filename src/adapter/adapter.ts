@@ -36,6 +36,12 @@ export interface AdapterFactoryLike {
 }
 
 const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
+/** On the wrapped factory: did its adapter meet a fault lately (the extension asks after a P2028)? */
+export const RECENT_FAULT = Symbol("prisma-extension-resilience.recentFault");
+// How long after a lost connection, an unavailable server or a "not ready"/"read-only" answer a
+// transaction that cannot start within maxWait is taken for that fault's (Galera evicts a dead node
+// after 5-15 s; meanwhile wsrep_sync_wait holds every BEGIN), not for a busy pool.
+const RECENT_FAULT_MS = 15_000;
 // A first connect that has not answered after this long (a healthy server answers SELECT VERSION()
 // in milliseconds) makes the adapter probe: a server down at start is noticed now, not after the
 // pool's acquireTimeout.
@@ -98,6 +104,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   rollbackOnTimeout?: boolean;
   private renewing?: Promise<void>;
   private lastRenewal = 0;
+  private lastFaultAt = Number.NEGATIVE_INFINITY;
   /** Galera nodes' own addresses, for verifying a COMMIT lost with its node. */
   private readonly nodes: ClusterNodes;
 
@@ -203,7 +210,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private watch(pool: any) {
     if (typeof pool?.on !== "function") return;
     const suspect = () => {
-      if (this.pool === pool || this.watchedExternal === pool) void this.health.suspect();
+      if (this.pool !== pool && this.watchedExternal !== pool) return;
+      this.noteFault();
+      void this.health.suspect();
     };
     const adopt = (conn: any) => {
       if (!conn || typeof conn.on !== "function" || this.adopted.has(conn)) return;
@@ -525,11 +534,25 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
   }
 
+  /** A fault met: a lost connection, an unavailable server, a "not ready" or "read-only" answer. */
+  private noteFault() {
+    this.lastFaultAt = performance.now();
+  }
+
+  /** The server is down, or a fault was met in the last RECENT_FAULT_MS. */
+  recentFault(): boolean {
+    return this.health.state !== "up" || performance.now() - this.lastFaultAt < RECENT_FAULT_MS;
+  }
+
   async suspect(error: unknown): Promise<void> {
-    if (isReadOnlyAnswer(error)) return this.renewPool("read-only");
-    if (isWsrepNotReady(error)) return this.renewPool("not ready (Galera)");
+    const readOnly = isReadOnlyAnswer(error);
+    if (readOnly || isWsrepNotReady(error)) {
+      this.noteFault();
+      return this.renewPool(readOnly ? "read-only" : "not ready (Galera)");
+    }
     const errorClass = classify(error);
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
+      this.noteFault();
       log(`${errorClass} (${describeError(error)}): probing the server`);
       await this.health.suspect();
     }
@@ -669,6 +692,8 @@ function destroyConnection(conn: any) {
 
 class ResilientAdapterFactory implements AdapterFactoryLike {
   readonly [WRAPPED] = true;
+  /** The adapter of the last connect(): Prisma makes a new one after $disconnect(). */
+  private latest?: ResilientAdapter;
 
   constructor(
     private readonly inner: AdapterFactoryLike,
@@ -682,7 +707,12 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
     return this.inner.adapterName;
   }
   async connect() {
-    return await new ResilientAdapter(this.inner, this.options).start();
+    const adapter = new ResilientAdapter(this.inner, this.options);
+    this.latest = adapter;
+    return await adapter.start();
+  }
+  [RECENT_FAULT](): boolean {
+    return this.latest?.recentFault() === true;
   }
 }
 

@@ -5,7 +5,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { isResilientAdapter } from "../adapter/adapter.ts";
+import { isResilientAdapter, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../adapter/flight.ts";
 import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../adapter/sql.ts";
 
@@ -92,7 +92,7 @@ function noteImplicitCommit(operation: string, args: unknown) {
   }
 }
 
-function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean): TransactionFn {
+function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, recentFault: Attempted["recentFault"]): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
     const startedAt = performance.now();
@@ -124,6 +124,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean):
         committing: () => returned,
         foreign: () => foreign,
         committedEarlier: () => state.committedEarlier,
+        recentFault,
         startedAt,
       };
       return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -139,6 +140,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean):
       scope: "transaction",
       readOnly: () => false,
       committedEarlier: () => state.committedEarlier,
+      recentFault,
       startedAt,
     };
     return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -189,7 +191,9 @@ export function resilience(arg?: ResilienceOptions | ExtendableClient) {
 function defineResilience(resolved: ResolvedOptions) {
   return Prisma.defineExtension((client) => {
     const base = client as any;
-    const wrapped = isResilientAdapter(base._engineConfig?.adapter);
+    const factory = base._engineConfig?.adapter;
+    const wrapped = isResilientAdapter(factory);
+    const recentFault = wrapped ? () => factory[RECENT_FAULT]?.() === true : undefined;
     const extended = client.$extends({
       name: "prisma-extension-resilience",
       query: {
@@ -210,6 +214,7 @@ function defineResilience(resolved: ResolvedOptions) {
                 scope: "operation",
                 readOnly: () => operationIsReadOnly(operation, args),
                 multiStatement: () => rawIsMultiStatement(operation, args),
+                recentFault,
                 startedAt,
               },
               resolved,
@@ -222,6 +227,6 @@ function defineResilience(resolved: ResolvedOptions) {
     // inside them (the adapter sees those statements). Without it, on the extended client, so the
     // hook sees each raw statement of the transaction (implicit commits, above).
     const host = wrapped ? base : extended;
-    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped));
+    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped, recentFault));
   });
 }

@@ -27,6 +27,11 @@ export interface Attempted {
   committedEarlier?: () => boolean;
   /** A raw statement holding several statements: an error answer to one says nothing of the others. */
   multiStatement?: () => boolean;
+  /**
+   * With withResilience(): the adapter met a fault lately (a lost connection, an unavailable server,
+   * a "not ready" or "read-only" answer in the last 15 s, or the server is down).
+   */
+  recentFault?: () => boolean;
   /** `performance.now()` when the first attempt started. */
   startedAt: number;
 }
@@ -114,7 +119,7 @@ class RetryableFailure extends Error {
   }
 }
 
-function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"]): Budget {
+function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"], duringFault: () => boolean): Budget {
   if (errorClass === "conflict") return "conflict";
   const notSent = provesNotSent(error);
   if (errorClass === "connection-lost") {
@@ -125,9 +130,11 @@ function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scop
     // Lost because the server went down (a restart): the outage's time, not a retry of one's own.
     return flightOf(error)?.duringOutage ? "outage" : "counted";
   }
-  // Prisma's maxWait ran out (P2028): usually the app's own pool is saturated, not an outage. A free
-  // retry there would only add load: it uses up `retries`.
-  if (isTransactionStartTimeout(error) && flightOf(error)?.heldBack !== true) return "counted";
+  // Prisma's maxWait ran out (P2028), nothing sent. Without a fault around it the app's own pool is
+  // saturated: a free retry would only add load, so it uses up `retries`. During a fault (this call
+  // lost its connection, or the adapter met one lately) it is that fault's wait: a Galera cluster
+  // holds every BEGIN until it has evicted a dead node, a pool refills after an outage.
+  if (isTransactionStartTimeout(error) && flightOf(error)?.heldBack !== true) return duringFault() ? "outage" : "counted";
   return notSent || serverAnswered(error) ? "outage" : "counted";
 }
 
@@ -165,6 +172,9 @@ export async function retryAfterFailure<T>(
   let waits = 0;
   let abortWith: { error: unknown } | undefined;
   const deadlineAt = what.startedAt + options.deadline;
+  // An earlier attempt of this call lost its connection or found the server unavailable.
+  let faultSeen = false;
+  const duringFault = () => faultSeen || what.recentFault?.() === true;
 
   const run = async (): Promise<T> => {
     attempts++;
@@ -183,7 +193,9 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    throw new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass, what.scope), flightOf(error)?.heldBack === true);
+    const failure = new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass, what.scope, duringFault), flightOf(error)?.heldBack === true);
+    if (verdict.errorClass === "connection-lost" || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
+    throw failure;
   };
 
   try {
