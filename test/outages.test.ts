@@ -182,26 +182,27 @@ describe("the watchdog's answer comes late", () => {
       await prisma.$queryRawUnsafe("SELECT 1");
       const reply = proxy.holdReplyTo("SELECT 'held reply'");
       const check = proxy.holdReplyTo("FROM information_schema.PROCESSLIST WHERE ID");
-      const next = proxy.holdReplyTo("SELECT SLEEP(0.5)");
-      const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => true), sleep(ms, false)]);
+      const next = proxy.holdReplyTo("SELECT SLEEP(0.2)");
+      const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => true), sleep(ms, false, { ref: false })]);
       // The reply is held past silentAfter (1 s), so the watchdog asks the server: the session is
       // idle (it has answered). That answer is held until the reply has arrived and the app's next
-      // statement runs on the connection: by then it no longer says anything about the connection.
+      // statement is on the connection, whose own reply is held until the watchdog has decided (past
+      // its grace): the answer no longer says anything about the connection.
       const choreography = (async () => {
         const asked = await within(check.seen, 5000);
         await sleep(100); // the server has read the session's state
         reply.release();
         const nextSent = await within(next.seen, 5000);
-        next.release();
-        await sleep(100);
         check.release();
+        await sleep(600);
+        next.release();
         return { asked, nextSent };
       })();
       const t0 = performance.now();
       await prisma.$queryRawUnsafe("SELECT 'held reply'");
       const heldMs = Math.round(performance.now() - t0);
       let error: unknown;
-      await prisma.$queryRawUnsafe("SELECT SLEEP(0.5)").catch((e: unknown) => (error = e));
+      await prisma.$queryRawUnsafe("SELECT SLEEP(0.2)").catch((e: unknown) => (error = e));
       const { asked, nextSent } = await choreography;
       console.log(JSON.stringify({ heldMs, asked, nextSent, error: error ? `${(error as any).name} ${(error as any).code}` : null, retries: retries.length }));
       assert.ok(asked, "the watchdog asked the server about the silent connection");

@@ -3,7 +3,7 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
+import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, provesNotSent, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -37,7 +37,7 @@ export interface AdapterFactoryLike {
 
 const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
 /** On the wrapped factory: did its adapter meet a fault lately (the extension asks after a P2028)? */
-export const RECENT_FAULT = Symbol("prisma-extension-resilience.recentFault");
+export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault");
 // How long after a lost connection, an unavailable server or a "not ready"/"read-only" answer a
 // transaction that cannot start within maxWait is taken for that fault's (Galera evicts a dead node
 // after 5-15 s; meanwhile wsrep_sync_wait holds every BEGIN), not for a busy pool.
@@ -210,9 +210,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private watch(pool: any) {
     if (typeof pool?.on !== "function") return;
     const suspect = () => {
-      if (this.pool !== pool && this.watchedExternal !== pool) return;
-      this.noteFault();
-      void this.health.suspect();
+      if (this.pool === pool || this.watchedExternal === pool) void this.health.suspect();
     };
     const adopt = (conn: any) => {
       if (!conn || typeof conn.on !== "function" || this.adopted.has(conn)) return;
@@ -235,6 +233,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
       this.guardDestroy(conn);
       conn.on("error", () => {
+        // An idle pooled connection closed by the server or a proxy (wait_timeout) is routine: it is
+        // probed for, but it is no fault that a transaction start could have waited on.
+        if (conn.receiveQueue?.length > 0) this.noteFault();
         forget();
         suspect();
       });
@@ -249,7 +250,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (this.pool !== pool && this.watchedExternal !== pool) return;
       const refusal = refusalOf(e);
       if (refusal) this.health.refuse(refusal.reason, refusal.cause);
-      else suspect();
+      else {
+        this.noteFault();
+        suspect();
+      }
     });
   }
 
@@ -409,16 +413,22 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       // An answer describes the session when the server read it. An idle session may just have
       // answered: its reply can still be on its way (a round trip's grace). A connection that has
       // read a byte or moved on to another command since is not silent: the answer is stale.
-      if (suspects.some((x) => x.verdict === "idle")) await sleep(Math.min(250, Math.max(20, slowest)));
-      for (const { conn, w, verdict } of suspects) {
+      if (suspects.some((x) => x.verdict === "idle")) await sleep(Math.min(250, Math.max(20, slowest)), undefined, { ref: false });
+      if (this.health.isClosed) return;
+      // Each connection still silent is destroyed in this same tick (nothing more can be sent on it),
+      // and only then is its idle session ended: the KILL can only reach the ghost.
+      const dead = suspects.filter(({ conn, w }) => {
         const now = waitState(conn);
-        if (!w || !(conn.receiveQueue?.length > 0) || now.bytes !== w.bytes || now.waitingOn !== w.waitingOn) {
-          log(`connection ${conn.threadId ?? "?"} got an answer while its session was being checked: left alone`);
-          continue;
-        }
+        const still = w !== undefined && conn.receiveQueue?.length > 0 && now.bytes === w.bytes && now.waitingOn === w.waitingOn;
+        if (!still) log(`connection ${conn.threadId ?? "?"} got an answer while its session was being checked: left alone`);
+        return still;
+      });
+      for (const { conn, verdict } of dead) {
         log(`connection ${conn.threadId ?? "?"} silent for ${this.options.silentAfter}+ ms and its session is ${verdict}: destroying it`);
-        if (verdict === "idle") await this.killSession(side, conn, server);
         destroyConnection(conn);
+      }
+      for (const { conn, verdict } of dead) {
+        if (verdict === "idle") await this.killSession(side, conn, server).catch((e) => log(`could not end the ghost session of connection ${conn.threadId ?? "?"} (${describeError(e)})`));
       }
     });
   }
@@ -552,7 +562,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
     const errorClass = classify(error);
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
-      this.noteFault();
+      // A pooled connection found dead before anything was sent on it (wait_timeout) is routine.
+      if (errorClass === "unavailable" || !provesNotSent(error)) this.noteFault();
       log(`${errorClass} (${describeError(error)}): probing the server`);
       await this.health.suspect();
     }
@@ -692,8 +703,8 @@ function destroyConnection(conn: any) {
 
 class ResilientAdapterFactory implements AdapterFactoryLike {
   readonly [WRAPPED] = true;
-  /** The adapter of the last connect(): Prisma makes a new one after $disconnect(). */
-  private latest?: ResilientAdapter;
+  /** Adapters connected and not yet disposed (Prisma makes a new one after $disconnect(); clients may share a factory). */
+  private readonly live = new Set<ResilientAdapter>();
 
   constructor(
     private readonly inner: AdapterFactoryLike,
@@ -708,11 +719,21 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
   }
   async connect() {
     const adapter = new ResilientAdapter(this.inner, this.options);
-    this.latest = adapter;
-    return await adapter.start();
+    this.live.add(adapter);
+    try {
+      return await adapter.start();
+    } catch (error) {
+      this.live.delete(adapter);
+      throw error;
+    }
   }
   [RECENT_FAULT](): boolean {
-    return this.latest?.recentFault() === true;
+    let recent = false;
+    for (const adapter of this.live) {
+      if (adapter.health.isClosed) this.live.delete(adapter);
+      else if (adapter.recentFault()) recent = true;
+    }
+    return recent;
   }
 }
 

@@ -193,9 +193,11 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    const failure = new RetryableFailure(error, verdict.errorClass, budgetOf(error, verdict.errorClass, what.scope, duringFault), flightOf(error)?.heldBack === true);
-    if (verdict.errorClass === "connection-lost" || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
-    throw failure;
+    const budget = budgetOf(error, verdict.errorClass, what.scope, duringFault);
+    // A fault for the P2028 rule: a connection lost with something on it, or the server unavailable
+    // (a dead pooled connection replaced before anything was sent is routine, and so is a P2028).
+    if ((verdict.errorClass === "connection-lost" && budget !== "stale") || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
+    throw new RetryableFailure(error, verdict.errorClass, budget, flightOf(error)?.heldBack === true);
   };
 
   try {

@@ -164,46 +164,57 @@ describe("galera errors with the package", () => {
     // (the lost connection already used the one counted retry): it must cost time, not `retries`.
     // HAProxy `balance first` puts the transaction on node1, the node killed.
     const victim = cluster.nodes[0];
-    await cluster.setGlobal("wsrep_sync_wait", 1);
-    const first = await haproxyForGalera(cluster, { balance: "first", shutdownSessionsOnDown: false });
-    const { prisma, retries } = client(withParams(first.url, { connectionLimit: 1 }), { deadline: 15_000 });
     const key = uniqueKey("lostnode");
+    let first: GaleraProxy | undefined;
+    let onPort: number | undefined;
     let callbacks = 0;
     let error: unknown;
-    const t0 = performance.now();
     const at: string[] = [];
+    const t0 = performance.now();
     try {
-      await prisma
-        .$transaction(
-          async (tx: any) => {
-            callbacks++;
-            at.push(`callback ${callbacks} at ${Math.round(performance.now() - t0)} ms`);
-            await tx.ledger.create({ data: { key, amount: 1 } });
-            if (callbacks === 1) {
-              const [{ port }] = await tx.$queryRawUnsafe("SELECT @@port AS port");
-              assert.equal(Number(port), victim.port, "balance first: the transaction runs on node1");
-              await victim.kill9();
-              await tx.ledger.count({ where: { key } }); // the connection died with its node
-            }
-          },
-          { maxWait: 1000, timeout: 10_000 },
-        )
-        .catch((e: unknown) => (error = e));
+      let retries: Array<{ error: unknown; counted: boolean }> = [];
+      try {
+        await cluster.setGlobal("wsrep_sync_wait", 1);
+        first = await haproxyForGalera(cluster, { balance: "first", shutdownSessionsOnDown: false });
+        const c = client(withParams(first.url, { connectionLimit: 1 }), { deadline: 15_000 });
+        retries = c.retries;
+        await c.prisma
+          .$transaction(
+            async (tx: any) => {
+              callbacks++;
+              at.push(`callback ${callbacks} at ${Math.round(performance.now() - t0)} ms`);
+              await tx.ledger.create({ data: { key, amount: 1 } });
+              if (callbacks === 1) {
+                const [{ port }] = await tx.$queryRawUnsafe("SELECT @@port AS port");
+                onPort = Number(port);
+                if (onPort !== victim.port) return; // asserted below
+                await victim.kill9();
+                await tx.ledger.count({ where: { key } }); // the connection died with its node
+              }
+            },
+            { maxWait: 1000, timeout: 10_000 },
+          )
+          .catch((e: unknown) => (error = e));
+      } finally {
+        await first?.stop();
+        await cluster.setGlobal("wsrep_sync_wait", 0).catch(() => undefined);
+      }
+      const ms = Math.round(performance.now() - t0);
+      const rows = (await rowsByKey(cluster.anyNode(), key)).get(key) ?? 0;
+      const shapes = retries.map((r) => `${(r.error as any)?.code ?? errnoOf(r.error)}${r.counted ? "" : " (free)"}`);
+      log(`node lost under wsrep_sync_wait = 1: done in ${ms} ms, ${at.join(", ")}, retries [${shapes.join(", ")}], error: ${error ? `${(error as any).name} ${(error as any).code}` : "none"}, rows ${rows}`);
+      assert.equal(onPort, victim.port, "balance first: the transaction ran on node1, the node killed");
+      assert.equal(error, undefined, "the transaction succeeded within the deadline");
+      assert.ok(retries.some((r) => (r.error as any)?.code === "P2028"), "the fault reached the client: an attempt could not start within maxWait");
+      assert.ok(retries.filter((r) => (r.error as any)?.code === "P2028").every((r) => !r.counted), "a P2028 during the fault cost time, not `retries`");
+      assert.equal(callbacks, 2, "the callback ran twice: on the lost node, then once more");
+      assert.equal(rows, 1, "one row: the first attempt died with its node, the re-run committed once");
     } finally {
-      await first.stop();
-      await cluster.setGlobal("wsrep_sync_wait", 0).catch(() => undefined);
+      if (!victim.running) {
+        await victim.start();
+        await cluster.waitForSize(3);
+      }
     }
-    const ms = Math.round(performance.now() - t0);
-    const rows = (await rowsByKey(cluster.anyNode(), key)).get(key) ?? 0;
-    const shapes = retries.map((r) => `${(r.error as any)?.code ?? errnoOf(r.error)}${r.counted ? "" : " (free)"}`);
-    log(`node lost under wsrep_sync_wait = 1: done in ${ms} ms, ${at.join(", ")}, retries [${shapes.join(", ")}], error: ${error ? `${(error as any).name} ${(error as any).code}` : "none"}, rows ${rows}`);
-    await victim.start();
-    await cluster.waitForSize(3);
-    assert.equal(error, undefined, "the transaction succeeded within the deadline");
-    assert.ok(retries.some((r) => (r.error as any)?.code === "P2028"), "the fault reached the client: an attempt could not start within maxWait");
-    assert.ok(retries.filter((r) => (r.error as any)?.code === "P2028").every((r) => !r.counted), "a P2028 during the fault cost time, not `retries`");
-    assert.equal(callbacks, 2, "the callback ran twice: on the lost node, then once more");
-    assert.equal(rows, 1, "one row: the first attempt died with its node, the re-run committed once");
   });
 
   test("1205: an update that waits past innodb_lock_wait_timeout is re-run until the lock is released, and applies once", async () => {

@@ -15,6 +15,8 @@ interface Link {
   stale: boolean;
   /** While set, the server's bytes to the client wait here (holdReplyTo), in order. */
   held?: Buffer[];
+  /** The server closed while bytes were held: the client is told after them. */
+  heldEnd?: boolean;
 }
 
 export class FaultProxy {
@@ -98,11 +100,19 @@ export class FaultProxy {
       });
       from.on("end", () => {
         if (link.dropped) return;
+        if (!fromClient && link.held) {
+          link.heldEnd = true;
+          return;
+        }
         if (!fromClient && this.hideServerClose) link.stale = true;
         else to.end();
       });
       from.on("close", () => {
         if (link.dropped || link.stale) return;
+        if (!fromClient && link.held) {
+          link.heldEnd = true;
+          return;
+        }
         // The server went away (FIN or RST): hidden from the client until it next writes.
         if (!fromClient && this.hideServerClose) {
           link.stale = true;
@@ -181,7 +191,8 @@ export class FaultProxy {
   /**
    * Passes the next client packet that contains `marker` to the server, and holds everything the
    * server sends back on that connection (a slow network) until `release()`. `seen` resolves when
-   * the packet passed. Nothing is lost: the held bytes follow in order.
+   * the packet passed. Nothing is lost: the held bytes follow in order, then the server's close if it
+   * came meanwhile. Holds on one connection share its buffer: the first release lets all through.
    */
   holdReplyTo(marker: string): { seen: Promise<void>; release: () => void } {
     const needle = Buffer.from(marker);
@@ -194,7 +205,7 @@ export class FaultProxy {
       this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
       if (!released) {
         held = link;
-        link.held = [];
+        link.held ??= [];
       }
       markSeen();
       return false; // the packet itself goes on as usual
@@ -210,6 +221,10 @@ export class FaultProxy {
         const chunks = link.held;
         link.held = undefined;
         for (const c of chunks) if (!link.dropped && !link.client.destroyed) link.client.write(c);
+        if (link.heldEnd && !link.dropped) {
+          link.client.end();
+          this.links.delete(link);
+        }
       },
     };
   }
