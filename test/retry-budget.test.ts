@@ -8,6 +8,7 @@ import { DatabaseUnavailableError } from "../src/index.ts";
 const isDatabaseUnavailable = (e: unknown) => e instanceof DatabaseUnavailableError;
 import { resolveOptions, type RetryContext } from "../src/extension/options.ts";
 import { retryAfterFailure, type Attempted } from "../src/extension/retry.ts";
+import { makeRecord, tag } from "../src/adapter/flight.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 const shape = (name: string) => {
@@ -59,6 +60,14 @@ describe("P2028 and the retry budget", () => {
     const r = await run([STALE, P2028, P2028], { scope: "operation", operation: "findMany", readOnly: () => true, committing: undefined, recentFault: () => false });
     assert.ok(isDatabaseUnavailable(r.error), `gave up: ${(r.error as any)?.name}`);
     assert.deepEqual(r.counted, [false, true]);
+  });
+
+  test("a connection lost while the server was down (free: the outage's time) opens the window too", async () => {
+    const lost = Object.assign(new Error("socket has unexpectedly been closed"), { name: "DriverAdapterError", errno: 45009, sqlState: "08S01" });
+    tag(lost, makeRecord("statement", lost, "UPDATE x SET a = 1", "UPDATE", false, { duringOutage: true }));
+    const r = await run([lost, P2028, P2028], { recentFault: () => false });
+    assert.equal(r.value, "ok");
+    assert.deepEqual(r.counted, [false, false, false]);
   });
 
   test("a P2028 does not open the window for the next one", async () => {

@@ -111,6 +111,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   constructor(
     private readonly factory: AdapterFactoryLike,
     private readonly options: ResolvedAdapterOptions,
+    private readonly onDisposed?: () => void,
   ) {
     const side = new SideConnections(
       () => this.config,
@@ -233,9 +234,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
       this.guardDestroy(conn);
       conn.on("error", () => {
-        // An idle pooled connection closed by the server or a proxy (wait_timeout) is routine: it is
-        // probed for, but it is no fault that a transaction start could have waited on.
-        if (conn.receiveQueue?.length > 0) this.noteFault();
+        // No fault noted here: the driver has already failed the calls in flight (they note it in
+        // onError), and an idle connection closed by the server or a proxy (wait_timeout) is routine.
         forget();
         suspect();
       });
@@ -554,7 +554,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.health.state !== "up" || performance.now() - this.lastFaultAt < RECENT_FAULT_MS;
   }
 
-  async suspect(error: unknown): Promise<void> {
+  async suspect(error: unknown, phase?: FlightPhase): Promise<void> {
     const readOnly = isReadOnlyAnswer(error);
     if (readOnly || isWsrepNotReady(error)) {
       this.noteFault();
@@ -562,8 +562,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
     const errorClass = classify(error);
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
-      // A pooled connection found dead before anything was sent on it (wait_timeout) is routine.
-      if (errorClass === "unavailable" || !provesNotSent(error)) this.noteFault();
+      // A pooled connection found dead before anything of a call was sent on it (wait_timeout) is
+      // routine (the retry budget's "stale"); inside a transaction a lost connection is a fault.
+      const stale = errorClass === "connection-lost" && provesNotSent(error) && (phase === "begin" || phase === "autocommit");
+      if (!stale) this.noteFault();
       log(`${errorClass} (${describeError(error)}): probing the server`);
       await this.health.suspect();
     }
@@ -596,7 +598,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     // Callers waiting in a pool ended because the server refuses us learn why (a statement the
     // server answered keeps its own answer).
     if (this.health.refusal && classify(error) === "unavailable" && !serverAnswered(error)) throw tagged(phase, this.health.refusal, sql, { heldBack: true });
-    await this.suspect(error);
+    await this.suspect(error, phase);
     throw tagged(phase, error, sql, { duringOutage: this.serverDown });
   }
 
@@ -653,6 +655,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   /** Ends the pool (once: a second call returns the first one's promise) and leaves no timer, probe or socket behind. */
   dispose() {
     this.disposing ??= (async () => {
+      this.onDisposed?.();
       if (this.watchdog) clearInterval(this.watchdog);
       this.health.close();
       const pool = this.pool;
@@ -718,22 +721,19 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
     return this.inner.adapterName;
   }
   async connect() {
-    const adapter = new ResilientAdapter(this.inner, this.options);
+    const adapter = new ResilientAdapter(this.inner, this.options, () => this.live.delete(adapter));
     this.live.add(adapter);
     try {
       return await adapter.start();
     } catch (error) {
       this.live.delete(adapter);
+      await adapter.dispose().catch(() => undefined);
       throw error;
     }
   }
   [RECENT_FAULT](): boolean {
-    let recent = false;
-    for (const adapter of this.live) {
-      if (adapter.health.isClosed) this.live.delete(adapter);
-      else if (adapter.recentFault()) recent = true;
-    }
-    return recent;
+    for (const adapter of this.live) if (adapter.recentFault()) return true;
+    return false;
   }
 }
 

@@ -109,7 +109,8 @@ export class FaultProxy {
       });
       from.on("close", () => {
         if (link.dropped || link.stale) return;
-        if (!fromClient && link.held) {
+        // Held bytes first: release() ends the client after them (and then nothing is destroyed here).
+        if (!fromClient && (link.held || link.heldEnd)) {
           link.heldEnd = true;
           return;
         }
