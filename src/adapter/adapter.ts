@@ -3,7 +3,7 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, provesNotSent, serverAnswered } from "../errors/classify.ts";
+import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -38,9 +38,10 @@ export interface AdapterFactoryLike {
 const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
 /** On the wrapped factory: did its adapter meet a fault lately (the extension asks after a P2028)? */
 export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault");
-// How long after a lost connection, an unavailable server or a "not ready"/"read-only" answer a
-// transaction that cannot start within maxWait is taken for that fault's (Galera evicts a dead node
-// after 5-15 s; meanwhile wsrep_sync_wait holds every BEGIN), not for a busy pool.
+// How long after a fault (a pooled connection closed under us, an unavailable server, a "not
+// ready"/"read-only" answer) a transaction that cannot start within maxWait is taken for that
+// fault's (Galera evicts a dead node after 5-15 s; meanwhile wsrep_sync_wait holds every BEGIN),
+// not for a busy pool.
 const RECENT_FAULT_MS = 15_000;
 // A first connect that has not answered after this long (a healthy server answers SELECT VERSION()
 // in milliseconds) makes the adapter probe: a server down at start is noticed now, not after the
@@ -234,8 +235,11 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
       this.guardDestroy(conn);
       conn.on("error", () => {
-        // No fault noted here: the driver has already failed the calls in flight (they note it in
-        // onError), and an idle connection closed by the server or a proxy (wait_timeout) is routine.
+        // A pooled connection closed under us: the server or a proxy went away (a node killed: every
+        // connection to it closes, idle ones included). The driver has already failed the calls in
+        // flight. A close by wait_timeout lands here too; it means the pool had idle connections,
+        // so a transaction start waiting just then (P2028) is no busy pool either.
+        this.noteFault();
         forget();
         suspect();
       });
@@ -554,7 +558,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.health.state !== "up" || performance.now() - this.lastFaultAt < RECENT_FAULT_MS;
   }
 
-  async suspect(error: unknown, phase?: FlightPhase): Promise<void> {
+  async suspect(error: unknown): Promise<void> {
     const readOnly = isReadOnlyAnswer(error);
     if (readOnly || isWsrepNotReady(error)) {
       this.noteFault();
@@ -562,10 +566,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
     const errorClass = classify(error);
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
-      // A pooled connection found dead before anything of a call was sent on it (wait_timeout) is
-      // routine (the retry budget's "stale"); inside a transaction a lost connection is a fault.
-      const stale = errorClass === "connection-lost" && provesNotSent(error) && (phase === "begin" || phase === "autocommit");
-      if (!stale) this.noteFault();
+      this.noteFault();
       log(`${errorClass} (${describeError(error)}): probing the server`);
       await this.health.suspect();
     }
@@ -598,7 +599,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     // Callers waiting in a pool ended because the server refuses us learn why (a statement the
     // server answered keeps its own answer).
     if (this.health.refusal && classify(error) === "unavailable" && !serverAnswered(error)) throw tagged(phase, this.health.refusal, sql, { heldBack: true });
-    await this.suspect(error, phase);
+    await this.suspect(error);
     throw tagged(phase, error, sql, { duringOutage: this.serverDown });
   }
 

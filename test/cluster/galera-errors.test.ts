@@ -28,6 +28,38 @@ async function rowsByKey(node: GaleraNode, prefix: string): Promise<Map<string, 
   return new Map(rows.map((r) => [r.key, Number(r.n)]));
 }
 
+/**
+ * Runs `work` through an HAProxy that sends every new connection to node1 while it is up
+ * (`balance first`), with wsrep_sync_wait = 1 on every node (README: read-your-writes), and a
+ * client of `connectionLimit` connections and a 15 s deadline. Never throws `work`'s error: returns it.
+ */
+async function throughNodeOneFirst(connectionLimit: number, work: (prisma: any, t0: number) => Promise<unknown>) {
+  let first: GaleraProxy | undefined;
+  let retries: Array<{ error: unknown; counted: boolean }> = [];
+  let error: unknown;
+  const t0 = performance.now();
+  try {
+    await cluster.setGlobal("wsrep_sync_wait", 1);
+    first = await haproxyForGalera(cluster, { balance: "first", shutdownSessionsOnDown: false });
+    const c = client(withParams(first.url, { connectionLimit }), { deadline: 15_000 });
+    retries = c.retries;
+    await work(c.prisma, t0).catch((e: unknown) => (error = e));
+  } finally {
+    await first?.stop();
+    await cluster.setGlobal("wsrep_sync_wait", 0).catch(() => undefined);
+  }
+  const shapes = retries.map((r) => `${(r.error as any)?.code ?? errnoOf(r.error)}${r.counted ? "" : " (free)"}`).join(", ");
+  return { error, retries, ms: Math.round(performance.now() - t0), shapes };
+}
+
+async function restartIfKilled(node: GaleraNode) {
+  if (node.running) return;
+  await node.start();
+  await cluster.waitForSize(3);
+}
+
+const nameOf = (error: unknown) => (error ? `${(error as any).name} ${(error as any).code}` : "none");
+
 before(async () => {
   cluster = await startGaleraCluster();
   // Without on-marked-down shutdown-sessions: pooled connections keep pointing at a node that went
@@ -162,47 +194,31 @@ describe("galera errors with the package", () => {
     // until the dead node is evicted (measured: 4.3 s on this harness, for a new connection's BEGIN
     // too), so Prisma's maxWait runs out: P2028, nothing sent. That wait is the fault being handled
     // (the lost connection already used the one counted retry): it must cost time, not `retries`.
-    // HAProxy `balance first` puts the transaction on node1, the node killed.
     const victim = cluster.nodes[0];
     const key = uniqueKey("lostnode");
-    let first: GaleraProxy | undefined;
     let onPort: number | undefined;
     let callbacks = 0;
-    let error: unknown;
     const at: string[] = [];
-    const t0 = performance.now();
     try {
-      let retries: Array<{ error: unknown; counted: boolean }> = [];
-      try {
-        await cluster.setGlobal("wsrep_sync_wait", 1);
-        first = await haproxyForGalera(cluster, { balance: "first", shutdownSessionsOnDown: false });
-        const c = client(withParams(first.url, { connectionLimit: 1 }), { deadline: 15_000 });
-        retries = c.retries;
-        await c.prisma
-          .$transaction(
-            async (tx: any) => {
-              callbacks++;
-              at.push(`callback ${callbacks} at ${Math.round(performance.now() - t0)} ms`);
-              await tx.ledger.create({ data: { key, amount: 1 } });
-              if (callbacks === 1) {
-                const [{ port }] = await tx.$queryRawUnsafe("SELECT @@port AS port");
-                onPort = Number(port);
-                if (onPort !== victim.port) return; // asserted below
-                await victim.kill9();
-                await tx.ledger.count({ where: { key } }); // the connection died with its node
-              }
-            },
-            { maxWait: 1000, timeout: 10_000 },
-          )
-          .catch((e: unknown) => (error = e));
-      } finally {
-        await first?.stop();
-        await cluster.setGlobal("wsrep_sync_wait", 0).catch(() => undefined);
-      }
-      const ms = Math.round(performance.now() - t0);
+      const { error, retries, ms, shapes } = await throughNodeOneFirst(1, (prisma, t0) =>
+        prisma.$transaction(
+          async (tx: any) => {
+            callbacks++;
+            at.push(`callback ${callbacks} at ${Math.round(performance.now() - t0)} ms`);
+            await tx.ledger.create({ data: { key, amount: 1 } });
+            if (callbacks === 1) {
+              const [{ port }] = await tx.$queryRawUnsafe("SELECT @@port AS port");
+              onPort = Number(port);
+              if (onPort !== victim.port) return; // asserted below
+              await victim.kill9();
+              await tx.ledger.count({ where: { key } }); // the connection died with its node
+            }
+          },
+          { maxWait: 1000, timeout: 10_000 },
+        ),
+      );
       const rows = (await rowsByKey(cluster.anyNode(), key)).get(key) ?? 0;
-      const shapes = retries.map((r) => `${(r.error as any)?.code ?? errnoOf(r.error)}${r.counted ? "" : " (free)"}`);
-      log(`node lost under wsrep_sync_wait = 1: done in ${ms} ms, ${at.join(", ")}, retries [${shapes.join(", ")}], error: ${error ? `${(error as any).name} ${(error as any).code}` : "none"}, rows ${rows}`);
+      log(`node lost under wsrep_sync_wait = 1: done in ${ms} ms, ${at.join(", ")}, retries [${shapes}], error: ${nameOf(error)}, rows ${rows}`);
       assert.equal(onPort, victim.port, "balance first: the transaction ran on node1, the node killed");
       assert.equal(error, undefined, "the transaction succeeded within the deadline");
       assert.ok(retries.some((r) => (r.error as any)?.code === "P2028"), "the fault reached the client: an attempt could not start within maxWait");
@@ -210,10 +226,33 @@ describe("galera errors with the package", () => {
       assert.equal(callbacks, 2, "the callback ran twice: on the lost node, then once more");
       assert.equal(rows, 1, "one row: the first attempt died with its node, the re-run committed once");
     } finally {
-      if (!victim.running) {
-        await victim.start();
-        await cluster.waitForSize(3);
-      }
+      await restartIfKilled(victim);
+    }
+  });
+
+  test("node lost while the app's connections to it were idle: a transaction started just after, held by the survivors past maxWait again and again (P2028), succeeds within the deadline; one row", async () => {
+    // Nothing of the app was in flight on the node: only its idle connections close. Those closes
+    // are the fault the adapter notes, so each P2028 of the eviction's wait costs time, not `retries`.
+    const victim = cluster.nodes[0];
+    const key = uniqueKey("idlenode");
+    let onVictim = 0;
+    try {
+      const { error, retries, ms, shapes } = await throughNodeOneFirst(2, async (prisma) => {
+        await Promise.all([0, 1].map(() => prisma.$queryRawUnsafe("SELECT SLEEP(0.1)")));
+        onVictim = (await victim.appConnections()).length;
+        await victim.kill9();
+        await prisma.$transaction((tx: any) => tx.ledger.create({ data: { key, amount: 1 } }), { maxWait: 1000, timeout: 10_000 });
+      });
+      const rows = (await rowsByKey(cluster.anyNode(), key)).get(key) ?? 0;
+      const startTimeouts = retries.filter((r) => (r.error as any)?.code === "P2028");
+      log(`node lost, connections idle: ${onVictim} idle on it; done in ${ms} ms, retries [${shapes}], error: ${nameOf(error)}, rows ${rows}`);
+      assert.equal(onVictim, 2, "balance first: both pooled connections were on node1, the node killed");
+      assert.equal(error, undefined, "the transaction succeeded within the deadline");
+      assert.ok(startTimeouts.length >= 2, `the start was held past maxWait more than once (${startTimeouts.length}): with one counted retry it would have failed`);
+      assert.ok(retries.every((r) => !r.counted), "every wait of the node loss cost time, not `retries`");
+      assert.equal(rows, 1, "one row");
+    } finally {
+      await restartIfKilled(victim);
     }
   });
 
