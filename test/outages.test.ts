@@ -6,7 +6,10 @@ import { spawn } from "node:child_process";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
-import type { StateChange } from "../src/index.ts";
+import { PrismaMariaDb } from "@prisma/adapter-mariadb";
+import { PrismaClient } from "../generated/prisma/client.ts";
+import { withResilience, type StateChange } from "../src/index.ts";
+import { RECENT_FAULT } from "../src/adapter/adapter.ts";
 import { runChaos, summary, violations } from "./support/chaos.ts";
 import { withParams } from "./support/clients.ts";
 import { duplicateKeys, inFlight, missingKeys, uniqueKey } from "./support/data.ts";
@@ -211,6 +214,44 @@ describe("the watchdog's answer comes late", () => {
       assert.equal(retries.length, 0);
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe("what the P2028 rule counts as a fault", () => {
+  test("an idle pooled connection closed at wait_timeout is routine; one killed is a fault", async () => {
+    // A P2028 within 15 s of a fault costs time, not `retries` (README: retries): a close at the
+    // server's wait_timeout must not open that window for a pool that may be busy next.
+    const waitTimeout = await db.getGlobal("wait_timeout");
+    await db.setGlobal("wait_timeout", 2); // the sessions opened from now on
+    const factory: any = withResilience(new PrismaMariaDb(withParams(db.url, { connectionLimit: 1 })));
+    const prisma = new PrismaClient({ adapter: factory });
+    const until = async (what: string, done: () => Promise<boolean>, ms: number) => {
+      const stopAt = performance.now() + ms;
+      while (!(await done())) {
+        if (performance.now() > stopAt) throw new Error(`not within ${ms} ms: ${what}`);
+        await sleep(50);
+      }
+    };
+    try {
+      await prisma.$queryRawUnsafe("SELECT 1");
+      await sleep(200); // its identity (with wait_timeout) is read
+      assert.equal(factory[RECENT_FAULT](), false, "no fault yet");
+      await until("the server closed the idle connection", async () => (await db.appConnections()).length === 0, 6000);
+      await sleep(200); // the driver has seen the close
+      const afterTimeout = factory[RECENT_FAULT]();
+      await prisma.$queryRawUnsafe("SELECT 1"); // a fresh connection, then idle
+      await sleep(200);
+      const [conn] = await db.appConnections();
+      await db.admin(`KILL ${conn.id}`);
+      await until("the killed connection's close was noted", async () => factory[RECENT_FAULT]() === true, 2000).catch(() => undefined);
+      const afterKill = factory[RECENT_FAULT]();
+      console.log(JSON.stringify({ afterTimeout, afterKill }));
+      assert.equal(afterTimeout, false, "a close at wait_timeout is routine");
+      assert.equal(afterKill, true, "an idle connection killed is a fault");
+    } finally {
+      await prisma.$disconnect();
+      await db.setGlobal("wait_timeout", Number(waitTimeout));
     }
   });
 });

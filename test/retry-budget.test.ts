@@ -56,7 +56,7 @@ describe("P2028 and the retry budget", () => {
     assert.deepEqual(r.counted, [true, false, false]);
   });
 
-  test("a dead pooled connection replaced before anything was sent is no fault: a P2028 after it still counts", async () => {
+  test("a dead pooled connection replaced before anything was sent is no fault of the call's own (the adapter judges the close): a P2028 after it still counts", async () => {
     const r = await run([STALE, P2028, P2028], { scope: "operation", operation: "findMany", readOnly: () => true, committing: undefined, recentFault: () => false });
     assert.ok(isDatabaseUnavailable(r.error), `gave up: ${(r.error as any)?.name}`);
     assert.deepEqual(r.counted, [false, true]);

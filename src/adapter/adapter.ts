@@ -234,12 +234,11 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         if (!conn.socket || conn.socket === socket) forget();
       });
       this.guardDestroy(conn);
-      conn.on("error", () => {
-        // A pooled connection closed under us: the server or a proxy went away (a node killed: every
-        // connection to it closes, idle ones included). The driver has already failed the calls in
-        // flight. A close by wait_timeout lands here too; it means the pool had idle connections,
-        // so a transaction start waiting just then (P2028) is no busy pool either.
-        this.noteFault();
+      conn.on("error", (error: unknown) => {
+        // A pooled connection closed under us: the server or a proxy went away (a node killed closes
+        // every connection to it, idle ones included; the driver has already failed the calls in
+        // flight). Not the driver retiring an idle one (socketTimeout) or the server's wait_timeout.
+        if ((this.pool === pool || this.watchedExternal === pool) && !this.routineClose(conn, error)) this.noteFault();
         forget();
         suspect();
       });
@@ -548,7 +547,23 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
   }
 
-  /** A fault met: a lost connection, an unavailable server, a "not ready" or "read-only" answer. */
+  /**
+   * An idle connection's close that is no fault: the driver's socketTimeout (45026), MySQL's
+   * inactivity disconnect (4031), or a close at the session's wait_timeout (idle that long, less
+   * a tenth of it up to 2 s: the pool's idle clock starts at release, the server's at the reply).
+   */
+  private routineClose(conn: any, error: unknown): boolean {
+    const errno = (error as any)?.errno;
+    if (errno === 45026 || errno === 4031) return true;
+    const waitTimeout = conn.info ? this.sessions.get(conn.info)?.waitTimeout : undefined;
+    const idleMs = typeof conn.lastUse === "number" ? Date.now() - conn.lastUse : Number.NaN;
+    return waitTimeout !== undefined && idleMs >= waitTimeout * 1000 - Math.min(2000, waitTimeout * 100);
+  }
+
+  /**
+   * A fault met: a pooled connection closed under us, a call's connection lost, an unavailable
+   * server (the pool failing to connect too), a "not ready" or "read-only" answer.
+   */
   private noteFault() {
     this.lastFaultAt = performance.now();
   }

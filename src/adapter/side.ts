@@ -47,6 +47,8 @@ export interface SessionIdentity {
   member?: string;
   /** On a Galera node: its cluster's wsrep_cluster_state_uuid. */
   cluster?: string;
+  /** The session's wait_timeout, in s: an idle close at that age is the server's routine. */
+  waitTimeout?: number;
 }
 
 const SERVER_SQL =
@@ -54,7 +56,7 @@ const SERVER_SQL =
 // One statement, one GLOBAL_STATUS snapshot: the start time and, on a Galera node, the node's own
 // client address (wsrep_incoming_addresses at wsrep_local_index) and its cluster (see nodes.ts).
 export const SESSION_SQL =
-  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, " +
+  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, @@session.wait_timeout AS wt, " +
   "UNIX_TIMESTAMP() - MAX(CASE s.VARIABLE_NAME WHEN 'UPTIME' THEN CAST(s.VARIABLE_VALUE AS UNSIGNED) END) AS started, " +
   "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_LOCAL_INDEX' THEN s.VARIABLE_VALUE END) AS wsrep_index, " +
   "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_INCOMING_ADDRESSES' THEN s.VARIABLE_VALUE END) AS wsrep_members, " +
@@ -78,6 +80,8 @@ export function sessionIdentityOf(row: any): SessionIdentity | undefined {
   const index = row.wsrep_index === null || row.wsrep_index === undefined ? NaN : Number(row.wsrep_index);
   if (members && Number.isInteger(index) && index >= 0 && index < members.length && members[index]) identity.member = members[index];
   if (typeof row.wsrep_cluster === "string" && row.wsrep_cluster !== "") identity.cluster = row.wsrep_cluster;
+  const waitTimeout = row.wt === null || row.wt === undefined ? NaN : Number(row.wt);
+  if (Number.isFinite(waitTimeout) && waitTimeout > 0) identity.waitTimeout = waitTimeout;
   return identity;
 }
 

@@ -194,8 +194,9 @@ export async function retryAfterFailure<T>(
       throw new AbortError("not retryable");
     }
     const budget = budgetOf(error, verdict.errorClass, what.scope, duringFault);
-    // A fault for the P2028 rule: a connection lost with something on it, or the server unavailable
-    // (a dead pooled connection replaced before anything was sent is routine, and so is a P2028).
+    // A fault of this call's own for the P2028 rule: a connection lost with something on it, or the
+    // server unavailable (a dead pooled connection replaced before anything was sent is not counted
+    // here, nor is a P2028; the adapter judges the pool's closes on its own: recentFault).
     if ((verdict.errorClass === "connection-lost" && budget !== "stale") || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
     throw new RetryableFailure(error, verdict.errorClass, budget, flightOf(error)?.heldBack === true);
   };
