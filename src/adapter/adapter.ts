@@ -87,6 +87,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private readonly conns = new Set<any>();
   /** Connections already watched (adopted at 'connection' or, made before the watch, at 'acquire'). */
   private readonly adopted = new WeakSet<object>();
+  /** When each pooled connection went idle in the pool (absent while it is handed out). */
+  private readonly idleSince = new WeakMap<object, number>();
   /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
   private readonly sessions = new WeakMap<object, SessionIdentity>();
   private readonly watches = new Map<any, Watch>();
@@ -244,10 +246,19 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       });
       this.identify(conn);
     };
-    pool.on("connection", adopt);
+    pool.on("connection", (conn: any) => {
+      if (conn) this.idleSince.set(conn, Date.now());
+      adopt(conn);
+    });
     // Connections a pool made before it was watched (a pool the app created itself opens some at
     // once) are adopted when first handed out.
-    pool.on("acquire", adopt);
+    pool.on("acquire", (conn: any) => {
+      if (conn) this.idleSince.delete(conn);
+      adopt(conn);
+    });
+    pool.on("release", (conn: any) => {
+      if (conn) this.idleSince.set(conn, Date.now());
+    });
     pool.on("error", (e: unknown) => {
       log(`the pool could not open a connection (${describeError(e)})`);
       if (this.pool !== pool && this.watchedExternal !== pool) return;
@@ -548,16 +559,19 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   }
 
   /**
-   * An idle connection's close that is no fault: the driver's socketTimeout (45026), MySQL's
-   * inactivity disconnect (4031), or a close at the session's wait_timeout (idle that long, less
-   * a tenth of it up to 2 s: the pool's idle clock starts at release, the server's at the reply).
+   * A pooled connection's close that is no fault: the driver's socketTimeout (45026), or a bare
+   * close (FIN or reset, no reason given) of a connection idle in the pool for its session's
+   * wait_timeout, read with its identity (less a tenth of it, up to 2 s: the pool's idle clock
+   * starts at release, the server's at the reply). Without the identity every close counts.
    */
   private routineClose(conn: any, error: unknown): boolean {
-    const errno = (error as any)?.errno;
-    if (errno === 45026 || errno === 4031) return true;
+    const e = error as any;
+    if (e?.errno === 45026) return true;
+    if (e?.errno !== 45009 && e?.code !== "ECONNRESET" && e?.code !== "EPIPE") return false;
     const waitTimeout = conn.info ? this.sessions.get(conn.info)?.waitTimeout : undefined;
-    const idleMs = typeof conn.lastUse === "number" ? Date.now() - conn.lastUse : Number.NaN;
-    return waitTimeout !== undefined && idleMs >= waitTimeout * 1000 - Math.min(2000, waitTimeout * 100);
+    const since = this.idleSince.get(conn);
+    if (waitTimeout === undefined || since === undefined) return false;
+    return Date.now() - since >= waitTimeout * 1000 - Math.min(2000, waitTimeout * 100);
   }
 
   /**
