@@ -76,3 +76,58 @@ describe("P2028 and the retry budget", () => {
     assert.deepEqual(r.counted, [true]);
   });
 });
+
+describe("lost connections and the retry budget", () => {
+  const lostAt = (phase: "statement" | "begin") => {
+    const e = Object.assign(new Error("read ECONNRESET"), { name: "DriverAdapterError", code: "ECONNRESET", errno: -104 });
+    tag(e, makeRecord(phase, e, phase === "begin" ? "BEGIN" : "UPDATE x SET a = 1", phase === "begin" ? "BEGIN" : "UPDATE", false));
+    return e;
+  };
+
+  test("two connections lost inside a transaction, no outage around them: the second is the caller's (retries: 1)", async () => {
+    const second = lostAt("statement");
+    const r = await run([lostAt("statement"), second], { outageAfter: () => false });
+    assert.equal(r.error, second);
+    assert.deepEqual(r.counted, [true]);
+  });
+
+  test("a counted loss that the server's outage explains afterwards (found down just after it) is given back", async () => {
+    const losses: number[] = [];
+    const r = await run([lostAt("statement"), lostAt("statement")], {
+      outageAfter: (t) => {
+        losses.push(t);
+        return true;
+      },
+    });
+    assert.equal(r.value, "ok");
+    assert.deepEqual(r.counted, [true, true], "each looked counted when it was retried; the first was given back when the second came");
+    assert.equal(losses.length, 1, "asked about the first loss only, once the budget ran out");
+  });
+
+  test("only a loss that the outage explains is given back: a third loss, long after, fails", async () => {
+    const third = lostAt("statement");
+    let first: number | undefined;
+    const r = await run([lostAt("statement"), lostAt("statement"), third], {
+      outageAfter: (t) => (first ??= t) === t,
+    });
+    assert.equal(r.error, third);
+    assert.deepEqual(r.counted, [true, true]);
+  });
+
+  test("a connection lost at BEGIN (withResilience: nothing of the transaction ran) costs no retry", async () => {
+    const r = await run([lostAt("statement"), lostAt("begin"), lostAt("begin")], {});
+    assert.equal(r.value, "ok");
+    assert.deepEqual(r.counted, [true, false, false]);
+  });
+
+  test("without the wrapper: a connection lost before the callback was entered costs no retry, one inside it does", async () => {
+    const raw = () => Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET", errno: -104, sqlState: "HY000" });
+    const third = raw();
+    // inside the callback, then before it (at BEGIN), then inside it again
+    const enteredAtEachFailure = [true, false, true];
+    let failure = 0;
+    const r = await run([raw(), raw(), third], { entered: () => enteredAtEachFailure[failure++] });
+    assert.equal(r.error, third, "the third loss, inside the callback again, is over the budget");
+    assert.deepEqual(r.counted, [true, false], "the first loss used the retry, the one before the callback was free");
+  });
+});

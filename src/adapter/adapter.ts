@@ -38,6 +38,14 @@ export interface AdapterFactoryLike {
 const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
 /** On the wrapped factory: did its adapter meet a fault lately (the extension asks after a P2028)? */
 export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault");
+/** The factory's answer to "was the server found down just after a connection lost at time t?" */
+export const OUTAGE_AFTER = Symbol.for("prisma-extension-resilience.outageAfter");
+/**
+ * A killed server closes its connections before its listening socket, in no set order: the probe made
+ * the moment a connection dies can still be accepted, and the rechecks find the server down up to
+ * RECHECK_MS later. A loss followed that closely by an outage was the outage's.
+ */
+const OUTAGE_AFTER_LOSS_MS = 1500;
 // How long after a fault (a pooled connection closed under us, an unavailable server, a "not
 // ready"/"read-only" answer) a transaction that cannot start within maxWait is taken for that
 // fault's (Galera evicts a dead node after 5-15 s; meanwhile wsrep_sync_wait holds every BEGIN),
@@ -582,6 +590,12 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     this.lastFaultAt = performance.now();
   }
 
+  /** The server went down (was found so) within OUTAGE_AFTER_LOSS_MS after a connection lost at `lostAt`. */
+  outageAfter(lostAt: number): boolean {
+    const at = this.health.lastOutageAt;
+    return at >= lostAt - 250 && at <= lostAt + OUTAGE_AFTER_LOSS_MS;
+  }
+
   /** The server is down, or a fault was met in the last RECENT_FAULT_MS. */
   recentFault(): boolean {
     return this.health.state !== "up" || performance.now() - this.lastFaultAt < RECENT_FAULT_MS;
@@ -763,6 +777,10 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
   }
   [RECENT_FAULT](): boolean {
     for (const adapter of this.live) if (adapter.recentFault()) return true;
+    return false;
+  }
+  [OUTAGE_AFTER](lostAt: number): boolean {
+    for (const adapter of this.live) if (adapter.outageAfter(lostAt)) return true;
     return false;
   }
 }

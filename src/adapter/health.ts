@@ -67,6 +67,8 @@ export class ServerHealth {
   /** Set while the server refuses us: what every call fails with. */
   refusal?: ConnectFailedError;
   private downSince = 0;
+  /** When the server was last found down (not refusing): -Infinity until then. */
+  lastOutageAt = -Infinity;
   private downReason = "";
   private suspecting?: Promise<void>;
   private back?: Promise<void>;
@@ -212,6 +214,7 @@ export class ServerHealth {
     if (this.state === "down" || this.closed) return;
     this.state = "down";
     this.downSince = performance.now();
+    this.lastOutageAt = this.downSince;
     this.downReason = reason;
     log(`server down (${reason}): holding new calls, probing every ${this.options.probeInterval} ms`);
     this.emit({ state: "down", reason, generation: this.generation });

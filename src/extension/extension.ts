@@ -5,7 +5,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { isResilientAdapter, RECENT_FAULT } from "../adapter/adapter.ts";
+import { isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../adapter/flight.ts";
 import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../adapter/sql.ts";
 
@@ -92,20 +92,25 @@ function noteImplicitCommit(operation: string, args: unknown) {
   }
 }
 
-function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, recentFault: Attempted["recentFault"]): TransactionFn {
+type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter">;
+
+function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, faults: FaultProbes): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
     const startedAt = performance.now();
     if (typeof input === "function") {
+      let entered = false;
       let returned = false;
       let foreign = false;
       const state: AttemptState = { committedEarlier: false };
       const start = (run: () => Promise<unknown>) => (wrapped ? run() : attemptState.run(state, run));
       const once = () => {
+        entered = false;
         returned = false;
         foreign = false;
         state.committedEarlier = false;
         return start(() => base.$transaction(async (tx: unknown) => {
+          entered = true;
           let result: unknown;
           try {
             result = await input(tx);
@@ -122,9 +127,10 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
         scope: "transaction",
         readOnly: () => false,
         committing: () => returned,
+        entered: () => entered,
         foreign: () => foreign,
         committedEarlier: () => state.committedEarlier,
-        recentFault,
+        ...faults,
         startedAt,
       };
       return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -140,7 +146,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
       scope: "transaction",
       readOnly: () => false,
       committedEarlier: () => state.committedEarlier,
-      recentFault,
+      ...faults,
       startedAt,
     };
     return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -193,7 +199,9 @@ function defineResilience(resolved: ResolvedOptions) {
     const base = client as any;
     const factory = base._engineConfig?.adapter;
     const wrapped = isResilientAdapter(factory);
-    const recentFault = wrapped ? () => factory[RECENT_FAULT]?.() === true : undefined;
+    const faults: FaultProbes = wrapped
+      ? { recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true }
+      : {};
     const extended = client.$extends({
       name: "prisma-extension-resilience",
       query: {
@@ -214,7 +222,7 @@ function defineResilience(resolved: ResolvedOptions) {
                 scope: "operation",
                 readOnly: () => operationIsReadOnly(operation, args),
                 multiStatement: () => rawIsMultiStatement(operation, args),
-                recentFault,
+                ...faults,
                 startedAt,
               },
               resolved,
@@ -227,6 +235,6 @@ function defineResilience(resolved: ResolvedOptions) {
     // inside them (the adapter sees those statements). Without it, on the extended client, so the
     // hook sees each raw statement of the transaction (implicit commits, above).
     const host = wrapped ? base : extended;
-    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped, recentFault));
+    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped, faults));
   });
 }

@@ -32,6 +32,17 @@ export interface Attempted {
    * a "not ready" or "read-only" answer in the last 15 s, or the server is down).
    */
   recentFault?: () => boolean;
+  /**
+   * With withResilience(): the server was found down just after a connection lost at `lostAt` (a
+   * killed server's sockets close before its port does, so the probe at the moment of the loss can
+   * still get in).
+   */
+  outageAfter?: (lostAt: number) => boolean;
+  /**
+   * For an interactive transaction: the callback had been entered. A lost connection before that
+   * (getting the connection, BEGIN) ran nothing of the transaction.
+   */
+  entered?: () => boolean;
   /** `performance.now()` when the first attempt started. */
   startedAt: number;
 }
@@ -119,14 +130,17 @@ class RetryableFailure extends Error {
   }
 }
 
-function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"], duringFault: () => boolean): Budget {
+function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"], duringFault: () => boolean, entered?: () => boolean): Budget {
   if (errorClass === "conflict") return "conflict";
   const notSent = provesNotSent(error);
   if (errorClass === "connection-lost") {
-    // A dead pooled connection found before anything of the operation ran (the pre-ping case): only
-    // a BEGIN or a statement outside a transaction; a transaction with statements behind it counts.
+    // Nothing of the operation ran: a dead pooled connection found before anything was sent (the
+    // pre-ping case: a BEGIN, or a statement outside a transaction), or a connection lost while the
+    // transaction was being opened (BEGIN sent or not, no statement of it has run). A transaction
+    // with statements behind it counts.
     const phase = flightOf(error)?.phase;
-    if (notSent && (phase === "begin" || phase === "autocommit" || (phase === undefined && scope === "operation"))) return "stale";
+    if (phase === "begin" || (phase === undefined && entered?.() === false)) return "stale";
+    if (notSent && (phase === "autocommit" || (phase === undefined && scope === "operation"))) return "stale";
     // Lost because the server went down (a restart): the outage's time, not a retry of one's own.
     return flightOf(error)?.duringOutage ? "outage" : "counted";
   }
@@ -174,7 +188,21 @@ export async function retryAfterFailure<T>(
   const deadlineAt = what.startedAt + options.deadline;
   // An earlier attempt of this call lost its connection or found the server unavailable.
   let faultSeen = false;
+  // When each counted lost connection happened: one found afterwards to be the server's outage is
+  // given back (the probe at the moment of the loss can beat a dying server's port closing).
+  const countedLosses: number[] = [];
   const duringFault = () => faultSeen || what.recentFault?.() === true;
+
+  // Out of retries: a counted loss that the server's outage explains now costs time, not a retry.
+  const refundOutageLoss = (): boolean => {
+    if (options.retries === 0 || freeUsed.outage >= MAX_FREE.outage) return false;
+    const i = countedLosses.findIndex((lostAt) => what.outageAfter?.(lostAt) === true);
+    if (i < 0) return false;
+    countedLosses.splice(i, 1);
+    retriesUsed--;
+    freeUsed.outage++;
+    return true;
+  };
 
   const run = async (): Promise<T> => {
     attempts++;
@@ -193,7 +221,8 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    const budget = budgetOf(error, verdict.errorClass, what.scope, duringFault);
+    const budget = budgetOf(error, verdict.errorClass, what.scope, duringFault, what.entered);
+    if (budget === "counted" && verdict.errorClass === "connection-lost") countedLosses.push(performance.now());
     // A fault of this call's own for the P2028 rule: a connection lost with something on it, or the
     // server unavailable (a dead pooled connection replaced before anything was sent is not counted
     // here, nor is a P2028; the adapter judges the pool's closes on its own: recentFault).
@@ -213,7 +242,7 @@ export async function retryAfterFailure<T>(
         const failure = error as RetryableFailure;
         const budget = failure.budget;
         const free = options.retries > 0 && budget !== "counted" && freeUsed[budget] < MAX_FREE[budget];
-        if (!free && retriesUsed >= options.retries) return false;
+        if (!free && retriesUsed >= options.retries && !refundOutageLoss()) return false;
         // A lost connection is retried at once (the pool hands out another); a conflict after a
         // random wait; an unavailable server, or a second failure in a row, with backoff and jitter.
         let delayMs: number;
