@@ -255,6 +255,29 @@ describe("what the P2028 rule counts as a fault", () => {
   });
 });
 
+describe("a busy pool and the deadline", () => {
+  test("a transaction that cannot get a connection (P2028) ends by its deadline, not maxWait after it", async () => {
+    // One connection, held by a long transaction: every start of another one waits Prisma's maxWait
+    // (2 s) and gets P2028, which uses up the one retry. With deadline 3 s, the re-run may wait only
+    // what is left (about 1 s), so the call ends at about 3 s, not 4 s.
+    const { prisma, retries } = client(withParams(db.url, { connectionLimit: 1 }), { deadline: 3000 });
+    const holder = prisma.$transaction(async (tx: any) => {
+      await tx.$queryRaw`SELECT SLEEP(5)`;
+    }, { timeout: 10_000 });
+    holder.catch(() => undefined);
+    await sleep(300); // the holder has the connection
+    const started = performance.now();
+    const error = await prisma.$transaction(async (tx: any) => tx.user.count()).then(() => undefined, (e: unknown) => e);
+    const elapsed = performance.now() - started;
+    console.log(`P2028 twice: ended after ${Math.round(elapsed)} ms (deadline 3000), ${retries.length} retry, ${(error as any)?.name} ${(error as any)?.code ?? ""}`);
+    assert.ok(error, "it could not start");
+    assert.equal(retries.length, 1, "one re-run (P2028 without a fault uses up the retry)");
+    assert.ok(elapsed >= 2900 && elapsed < 3400, `ended after ${Math.round(elapsed)} ms`);
+    await holder;
+    assert.equal(typeof (await prisma.user.count()), "number", "the pool works afterwards");
+  });
+});
+
 describe("too many connections", () => {
   test("max_connections exhausted by other clients: backs off, succeeds once they leave", async () => {
     const { prisma, retries } = client(withParams(db.url, { acquireTimeout: 700 }), { deadline: 10_000 });

@@ -298,8 +298,11 @@ async function onServer(conn: SideConnection, here: ServerIdentity, v: Verificat
     // On a cluster: the same node (its own address), in the same cluster; not another node with the
     // same host name and port (containers).
     // A Galera session without its own entry cannot be matched: no restart is taken on trust.
+    // A session that was on Galera, now back without it (a maintenance start with wsrep off): this
+    // node's table may lack what the cluster committed, so it cannot tell either.
     const galera = await readGaleraState(conn);
-    if (galera.galera && (!v.member || galera.self !== v.member || (v.cluster !== undefined && galera.clusterUuid !== v.cluster))) return undefined;
+    const wasOnGalera = v.member !== undefined || v.cluster !== undefined;
+    if ((galera.galera || wasOnGalera) && (!galera.galera || !v.member || galera.self !== v.member || (v.cluster !== undefined && galera.clusterUuid !== v.cluster))) return undefined;
     v.gone = true;
     return await readMark(conn, v, false);
   }

@@ -94,6 +94,16 @@ function noteImplicitCommit(operation: string, args: unknown) {
 
 type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter">;
 
+const PRISMA_MAX_WAIT_MS = 2000;
+
+/** Interactive transaction options whose maxWait ends by `deadlineAt` (never below 1 ms). */
+function withinDeadline(txOptions: unknown, deadlineAt: number): unknown {
+  if (txOptions !== undefined && (typeof txOptions !== "object" || txOptions === null)) return txOptions;
+  const given = (txOptions as { maxWait?: unknown } | undefined)?.maxWait;
+  const maxWait = typeof given === "number" ? given : PRISMA_MAX_WAIT_MS;
+  return { ...(txOptions as object | undefined), maxWait: Math.max(1, Math.min(maxWait, Math.floor(deadlineAt - performance.now()))) };
+}
+
 function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, faults: FaultProbes): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
@@ -104,7 +114,11 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
       let foreign = false;
       const state: AttemptState = { committedEarlier: false };
       const start = (run: () => Promise<unknown>) => (wrapped ? run() : attemptState.run(state, run));
+      let attempt = 0;
       const once = () => {
+        // A re-run waits for its connection no longer than the deadline leaves (Prisma's maxWait,
+        // 2 s by default): a P2028 then ends the call by its deadline, not maxWait after it.
+        const attemptOptions = attempt++ === 0 ? txOptions : withinDeadline(txOptions, startedAt + options.deadline);
         entered = false;
         returned = false;
         foreign = false;
@@ -120,7 +134,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
           }
           returned = true;
           return result;
-        }, txOptions));
+        }, attemptOptions));
       };
       const what: Attempted = {
         operation: "$transaction",
