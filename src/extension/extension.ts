@@ -94,6 +94,15 @@ function noteImplicitCommit(operation: string, args: unknown) {
 
 type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter">;
 
+/** Counts the extended client's `$disconnect()` calls: a call started before one is not re-run. */
+class Disconnects {
+  count = 0;
+  /** For a call that started at `count` = `at`: has `$disconnect()` been called since? */
+  since(at: number): () => boolean {
+    return () => this.count !== at;
+  }
+}
+
 const PRISMA_MAX_WAIT_MS = 2000;
 
 /** Interactive transaction options whose maxWait ends by `deadlineAt` (never below 1 ms). */
@@ -104,10 +113,11 @@ function withinDeadline(txOptions: unknown, deadlineAt: number): unknown {
   return { ...(txOptions as object | undefined), maxWait: Math.max(1, Math.min(maxWait, Math.floor(deadlineAt - performance.now()))) };
 }
 
-function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, faults: FaultProbes): TransactionFn {
+function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, faults: FaultProbes, disconnects: Disconnects): TransactionFn {
   return function $transaction(input: unknown, txOptions?: unknown) {
     if (!options.retryTransactions) return base.$transaction(input, txOptions);
     const startedAt = performance.now();
+    const stopped = disconnects.since(disconnects.count);
     if (typeof input === "function") {
       let entered = false;
       let returned = false;
@@ -145,6 +155,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
         foreign: () => foreign,
         committedEarlier: () => state.committedEarlier,
         ...faults,
+        stopped,
         startedAt,
       };
       return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -161,6 +172,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
       readOnly: () => false,
       committedEarlier: () => state.committedEarlier,
       ...faults,
+      stopped,
       startedAt,
     };
     return once().catch((error: unknown) => retryAfterFailure(error, once, what, options));
@@ -168,14 +180,20 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
 }
 
 /**
- * The extended client, with `$transaction` replaced by a Proxy that answers that one property. A
- * `client: { $transaction }` extension component would work too, but it replaces Prisma's typed
- * signature with ours; the override keeps Prisma's own signature, so the client's type is unchanged.
+ * The extended client, with `$transaction` replaced by a Proxy that answers that one property (and
+ * `$disconnect`, counted). A `client: { $transaction }` extension component would work too, but it
+ * replaces Prisma's typed signature with ours; the override keeps Prisma's own signature, so the
+ * client's type is unchanged.
  */
-function withTransactionOverride<C extends object>(extended: C, $transaction: TransactionFn): C {
+function withTransactionOverride<C extends object>(extended: C, $transaction: TransactionFn, disconnects: Disconnects): C {
+  const $disconnect = () => {
+    disconnects.count++;
+    return (extended as any).$disconnect();
+  };
   return new Proxy(extended, {
     get(target, prop, receiver) {
       if (prop === "$transaction") return $transaction;
+      if (prop === "$disconnect") return $disconnect;
       return Reflect.get(target, prop, receiver);
     },
   });
@@ -216,6 +234,7 @@ function defineResilience(resolved: ResolvedOptions) {
     const faults: FaultProbes = wrapped
       ? { recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true }
       : {};
+    const disconnects = new Disconnects();
     const extended = client.$extends({
       name: "prisma-extension-resilience",
       query: {
@@ -226,6 +245,7 @@ function defineResilience(resolved: ResolvedOptions) {
             return query(args);
           }
           const startedAt = performance.now();
+          const disconnectsAtStart = disconnects.count;
           return query(args).catch((error: unknown) =>
             retryAfterFailure(
               error,
@@ -237,6 +257,7 @@ function defineResilience(resolved: ResolvedOptions) {
                 readOnly: () => operationIsReadOnly(operation, args),
                 multiStatement: () => rawIsMultiStatement(operation, args),
                 ...faults,
+                stopped: disconnects.since(disconnectsAtStart),
                 startedAt,
               },
               resolved,
@@ -249,6 +270,6 @@ function defineResilience(resolved: ResolvedOptions) {
     // inside them (the adapter sees those statements). Without it, on the extended client, so the
     // hook sees each raw statement of the transaction (implicit commits, above).
     const host = wrapped ? base : extended;
-    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped, faults));
+    return withTransactionOverride(extended, makeTransaction(host, resolved, wrapped, faults, disconnects), disconnects);
   });
 }

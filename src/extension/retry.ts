@@ -43,6 +43,8 @@ export interface Attempted {
    * (getting the connection, BEGIN) ran nothing of the transaction.
    */
   entered?: () => boolean;
+  /** The app called `$disconnect()` after this call started: it asked to stop, nothing is re-run. */
+  stopped?: () => boolean;
   /** `performance.now()` when the first attempt started. */
   startedAt: number;
 }
@@ -216,7 +218,9 @@ export async function retryAfterFailure<T>(
         error = e;
       }
     }
-    const verdict = judge(error, what, options, attempts);
+    let verdict = judge(error, what, options, attempts);
+    // A re-run after $disconnect() would open a fresh pool the app has let go of.
+    if (verdict.retry && what.stopped?.()) verdict = { retry: false, error };
     if (!verdict.retry) {
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
