@@ -32,13 +32,14 @@ async function interruptByDisconnect(prisma: any) {
       (error: unknown) => ({ value: undefined, error }),
     );
   await sleep(500); // the transaction is in its SLEEP
-  await Promise.race([prisma.$disconnect(), sleep(10_000).then(() => assert.fail("$disconnect() did not end within 10 s"))]);
-  const outcome = await Promise.race([tx, sleep(15_000).then(() => assert.fail("the transaction did not settle within 15 s"))]);
+  await Promise.race([prisma.$disconnect(), sleep(10_000, undefined, { ref: false }).then(() => assert.fail("$disconnect() did not end within 10 s"))]);
+  const outcome = await Promise.race([tx, sleep(15_000, undefined, { ref: false }).then(() => assert.fail("the transaction did not settle within 15 s"))]);
   await sleep(1000); // a re-run would have reconnected and written by now
   const left = (await db.appConnections()).length;
   const rows = await db.admin<any[]>(`SELECT COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` = ?`, [key]);
   await prisma.$disconnect();
-  await sleep(300);
+  // Gone from the server before the next measure (bounded: 5 s).
+  for (const stopAt = performance.now() + 5000; (await db.appConnections()).length > 0 && performance.now() < stopAt; ) await sleep(50);
   return { outcome, left, rows: Number(rows[0].n) };
 }
 
@@ -47,7 +48,8 @@ describe("$disconnect() with a transaction in flight", () => {
     test(`${wrap ? "with" : "without"} withResilience: not re-run, nothing written, no more connections left than bare Prisma leaves`, async () => {
       const { prisma, retries } = client(db.url, { wrap });
       const r = await interruptByDisconnect(prisma);
-      const bare = await interruptByDisconnect(bareClient(db.url));
+      const bareClientForComparison = bareClient(db.url);
+      const bare = await interruptByDisconnect(bareClientForComparison).finally(() => bareClientForComparison.$disconnect());
       const e = r.outcome.error as any;
       console.log(`    ${wrap ? "wrapped" : "unwrapped"}: ${e ? `${e.name} ${e.code ?? ""}` : r.outcome.value}; retries ${retries.length}; rows ${r.rows}; connections left ${r.left} (bare Prisma: ${r.left === bare.left ? "the same" : bare.left})`);
       assert.ok(e, "the transaction was interrupted, not completed on a fresh pool");

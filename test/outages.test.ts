@@ -273,7 +273,7 @@ describe("a busy pool and the deadline", () => {
     console.log(`P2028 twice: ended after ${Math.round(elapsed)} ms (deadline 3000), ${retries.length} retry, ${(error as any)?.name} ${(error as any)?.code ?? ""}`);
     assert.ok(error, "it could not start");
     assert.equal(retries.length, 1, "one re-run (P2028 without a fault uses up the retry)");
-    assert.ok(elapsed >= 2900 && elapsed < 3400, `ended after ${Math.round(elapsed)} ms`);
+    assert.ok(elapsed >= 2900 && elapsed < 3700, `ended after ${Math.round(elapsed)} ms (without the clamp: about 4.2 s)`);
     assert.equal(typeof (await prisma.user.count()), "number", "the pool works afterwards");
   });
 });

@@ -21,11 +21,12 @@ const LOST = shape("killed during a model query (P2039 45009)");
 const STALE = shape("EPIPE rebuilt by Prisma");
 
 /** Runs the retry loop: `errors` are the failures of the first attempts, then the call succeeds. */
-async function run(errors: unknown[], what: Partial<Attempted>) {
+async function run(errors: unknown[], what: Partial<Attempted>, onAttempt?: () => void) {
   const seen: RetryContext[] = [];
   const options = resolveOptions({ retries: 1, deadline: 5000, backoff: { minTimeout: 1, maxTimeout: 2 }, onRetry: (c) => seen.push(c) });
   const rest = errors.slice(1);
   const attempt = async () => {
+    onAttempt?.();
     const next = rest.shift();
     if (next !== undefined) throw next;
     return "ok";
@@ -34,7 +35,7 @@ async function run(errors: unknown[], what: Partial<Attempted>) {
     (value) => ({ value, error: undefined as unknown }),
     (error: unknown) => ({ value: undefined, error }),
   );
-  return { ...outcome, counted: seen.map((c) => c.counted) };
+  return { ...outcome, counted: seen.map((c) => c.counted), delays: seen.map((c) => c.delayMs) };
 }
 
 describe("P2028 and the retry budget", () => {
@@ -129,5 +130,52 @@ describe("lost connections and the retry budget", () => {
     const r = await run([raw(), raw(), third], { entered: () => enteredAtEachFailure[failure++] });
     assert.equal(r.error, third, "the third loss, inside the callback again, is over the budget");
     assert.deepEqual(r.counted, [true, false], "the first loss used the retry, the one before the callback was free");
+  });
+
+  test("a connection lost at BEGIN of another transaction inside the callback (the outer client) is not the outer one's stale connection", async () => {
+    const r = await run([lostAt("begin"), lostAt("begin")], { entered: () => true });
+    assert.ok(r.error, "the second loss is over the budget");
+    assert.deepEqual(r.counted, [true]);
+  });
+
+  test("connections lost while opening a transaction: the first re-run at once, the next ones after a wait", async () => {
+    const r = await run([lostAt("begin"), lostAt("begin"), lostAt("begin")], {});
+    assert.equal(r.value, "ok");
+    assert.deepEqual(r.counted, [false, false, false]);
+    assert.equal(r.delays[0], 0);
+    assert.ok(r.delays[1] > 0 && r.delays[2] > 0, `waits ${JSON.stringify(r.delays)}`);
+  });
+
+  test("without the wrapper: a connection lost before the callback (a restart) opens the P2028 window like any lost connection", async () => {
+    const raw = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET", errno: -104, sqlState: "HY000" });
+    const r = await run([raw, P2028, P2028, P2028], { entered: () => false });
+    assert.equal(r.value, "ok");
+    assert.deepEqual(r.counted, [false, false, false, false]);
+  });
+});
+
+describe("$disconnect() and the retry loop", () => {
+  const DEADLOCK = shape("P2034 write conflict / deadlock");
+  test("$disconnect() during the wait before a re-run: no re-run, the caller gets the error", async () => {
+    let stopped = false;
+    let attempts = 0;
+    const options = resolveOptions({ retries: 1, deadline: 5000, backoff: { minTimeout: 300, maxTimeout: 300, randomize: false } });
+    const started = performance.now();
+    setTimeout(() => (stopped = true), 100);
+    const error = await retryAfterFailure(
+      DEADLOCK,
+      async () => {
+        attempts++;
+        return "written";
+      },
+      { operation: "create", scope: "operation", readOnly: () => false, stopped: () => stopped, startedAt: started },
+      options,
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.equal(attempts, 0, "not re-run");
+    assert.equal(error, DEADLOCK);
+    assert.ok(performance.now() - started >= 250, "it was waiting when $disconnect() came");
   });
 });

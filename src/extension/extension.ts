@@ -103,13 +103,15 @@ class Disconnects {
   }
 }
 
-const PRISMA_MAX_WAIT_MS = 2000;
-
-/** Interactive transaction options whose maxWait ends by `deadlineAt` (never below 1 ms). */
-function withinDeadline(txOptions: unknown, deadlineAt: number): unknown {
+/**
+ * Interactive transaction options whose maxWait ends by `deadlineAt` (never below 1 ms). Without
+ * one of its own, the transaction waits the client's (`new PrismaClient({ transactionOptions })`,
+ * Prisma's default 2 s).
+ */
+function withinDeadline(txOptions: unknown, deadlineAt: number, client: any): unknown {
   if (txOptions !== undefined && (typeof txOptions !== "object" || txOptions === null)) return txOptions;
-  const given = (txOptions as { maxWait?: unknown } | undefined)?.maxWait;
-  const maxWait = typeof given === "number" ? given : PRISMA_MAX_WAIT_MS;
+  const given = (txOptions as { maxWait?: unknown } | undefined)?.maxWait ?? client?._engineConfig?.transactionOptions?.maxWait;
+  const maxWait = typeof given === "number" ? given : 2000;
   return { ...(txOptions as object | undefined), maxWait: Math.max(1, Math.min(maxWait, Math.floor(deadlineAt - performance.now()))) };
 }
 
@@ -128,7 +130,7 @@ function makeTransaction(base: any, options: ResolvedOptions, wrapped: boolean, 
       const once = () => {
         // A re-run waits for its connection no longer than the deadline leaves (Prisma's maxWait,
         // 2 s by default): a P2028 then ends the call by its deadline, not maxWait after it.
-        const attemptOptions = attempt++ === 0 ? txOptions : withinDeadline(txOptions, startedAt + options.deadline);
+        const attemptOptions = attempt++ === 0 ? txOptions : withinDeadline(txOptions, startedAt + options.deadline, base);
         entered = false;
         returned = false;
         foreign = false;

@@ -141,7 +141,8 @@ function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scop
     // transaction was being opened (BEGIN sent or not, no statement of it has run). A transaction
     // with statements behind it counts.
     const phase = flightOf(error)?.phase;
-    if (phase === "begin" || (phase === undefined && entered?.() === false)) return "stale";
+    // (A "begin" record from inside an entered callback is another transaction's: the outer client.)
+    if ((phase === "begin" && entered?.() !== true) || (phase === undefined && entered?.() === false)) return "stale";
     if (notSent && (phase === "autocommit" || (phase === undefined && scope === "operation"))) return "stale";
     // Lost because the server went down (a restart): the outage's time, not a retry of one's own.
     return flightOf(error)?.duringOutage ? "outage" : "counted";
@@ -230,7 +231,7 @@ export async function retryAfterFailure<T>(
     // A fault of this call's own for the P2028 rule: a connection lost with something on it, or the
     // server unavailable (a dead pooled connection replaced before anything was sent is not counted
     // here, nor is a P2028; the adapter judges the pool's closes on its own: recentFault).
-    if ((verdict.errorClass === "connection-lost" && budget !== "stale") || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
+    if ((verdict.errorClass === "connection-lost" && (budget !== "stale" || !provesNotSent(error))) || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
     throw new RetryableFailure(error, verdict.errorClass, budget, flightOf(error)?.heldBack === true);
   };
 
@@ -252,7 +253,10 @@ export async function retryAfterFailure<T>(
         let delayMs: number;
         if (budget === "conflict") delayMs = conflictDelay(options, freeUsed.conflict);
         // (A connection lost to an outage waits at the adapter's gate, not here.)
-        else if (failure.heldBack || budget === "stale" || failure.errorClass === "connection-lost" && (budget === "outage" || retriesUsed === 0)) delayMs = 0;
+        // A connection lost while opening a transaction (BEGIN may have been sent) waits from the
+        // second one on: a proxy that drops every new session is not hammered.
+        else if (failure.heldBack || (budget === "stale" && (provesNotSent(failure.original) || freeUsed.stale === 0))) delayMs = 0;
+        else if (budget !== "stale" && failure.errorClass === "connection-lost" && (budget === "outage" || retriesUsed === 0)) delayMs = 0;
         else delayMs = backoffDelay(options, waits++);
         // Never wait past the deadline: a shortened wait still leaves one last attempt before it.
         const remaining = deadlineAt - performance.now();
@@ -277,7 +281,8 @@ export async function retryAfterFailure<T>(
           // a failing observer must not turn a recoverable fault into a failure
         }
         if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
-        return true;
+        // $disconnect() during the wait: the app has let go, no re-run.
+        return !what.stopped?.();
       },
     });
   } catch (error) {
