@@ -7,7 +7,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { redact } from "../src/index.ts";
-import { runChaos, summary, type ChaosMode, type ChaosResult } from "../test/support/chaos.ts";
+import { runChaos, summary, violations, type ChaosMode, type ChaosResult } from "../test/support/chaos.ts";
 import { connectDatabase, startDatabase } from "../test/support/mariadb.ts";
 import { renderReport, tableRows } from "./report.ts";
 
@@ -80,7 +80,8 @@ writeFileSync(
 writeFileSync(values.out!.replace(/\.html$/, ".json"), JSON.stringify(results.map(summary), null, 2) + "\n");
 console.log(`\nreport: ${values.out}`);
 const pkg = results[1];
-if (pkg.failures > 0 || pkg.duplicateKeys > 0 || pkg.lostWrites > 0) {
-  console.error("✖ the run with the package failed an operation, duplicated or lost a write");
+const problems = violations(pkg);
+if (problems.length > 0) {
+  console.error(`✖ the run with the package: ${problems.join("; ")}`);
   process.exit(1);
 }

@@ -27,6 +27,7 @@ export function tableRows(results: ChaosResult[]): TableRow[] {
     { label: "operations", values: f((r) => r.operations) },
     { label: "failed operations", values: f((r) => `${r.failures} (${((100 * r.failures) / Math.max(1, r.operations)).toFixed(2)} %)`) },
     { label: "failures by class", values: f(classes) },
+    { label: "failed after losing the connection on every attempt", values: f((r) => (r.mode === "bare" ? "—" : r.lostOnEveryAttempt)) },
     { label: "unknown-outcome writes (typed)", values: f((r) => r.unknownOutcome) },
     { label: "writes reported failed that had committed", values: f((r) => r.failedButCommitted) },
     { label: "duplicate rows (keys with 2 rows)", values: f((r) => r.duplicateKeys) },

@@ -2,8 +2,9 @@
 // while connections are killed, wait_timeout is tiny and the server is kill -9'd and restarted.
 // Used by the soak test, `npm run chaos`, the demo and the benchmarks. It only ever talks to the
 // loopback server the harness started, and every loop is bounded by `durationMs`.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { classify, isOutcomeUnknown } from "../../src/index.ts";
+import { classify, isOutcomeUnknown, type RetryContext } from "../../src/index.ts";
 import { bareClient, resilientClient, withParams } from "./clients.ts";
 import { driverInitRejections } from "./driver-bug.ts";
 import type { TestDatabase } from "./mariadb.ts";
@@ -105,6 +106,8 @@ export interface OpSample {
   latencyMs: number;
   outcome: "ok" | "unknown-outcome" | "failed";
   errorClass?: string;
+  /** Failed after its connection was lost on every attempt (see ChaosResult.lostOnEveryAttempt). */
+  lostOnEveryAttempt?: boolean;
 }
 
 export interface ChaosEvent {
@@ -154,6 +157,15 @@ export interface ChaosResult {
   failureDetails: string[];
   /** The first retries other than conflicts, described with the time they happened. */
   retryDetails: string[];
+  /**
+   * Operations whose connection was lost on every attempt: `retries` counted re-runs, each after a
+   * lost connection, and the last attempt lost too (the contract: re-run once by default). Not a
+   * failure of the package's; what they wrote must not be there.
+   */
+  lostOnEveryAttempt: number;
+  /** Of those, the ones whose rows are there anyway (must be 0: a lost connection rolled them back). */
+  lostOnEveryAttemptApplied: number;
+  lostOnEveryAttemptDetails: string[];
   /** Lost COMMIT replies verified, by what was found (committed, not-committed, unknown). */
   verifiedCommits: Record<string, number>;
   samples: OpSample[];
@@ -173,6 +185,11 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const retriesByClass: Record<string, number> = {};
   const verified: Record<string, number> = {};
   const retryDetails: string[] = [];
+  // The re-runs of the operation running in this async context (onRetry runs inside it).
+  const opRetries = new AsyncLocalStorage<RetryContext[]>();
+  const retries = options.resilience?.retries ?? 1;
+  const lostOnEveryAttemptKeys = new Set<string>();
+  const lostOnEveryAttemptDetails: string[] = [];
   const mix = options.mix ?? "broad";
   const prisma: any =
     mode === "bare"
@@ -188,6 +205,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
             },
           },
           onRetry: (ctx) => {
+            opRetries.getStore()?.push(ctx);
             retryCount.n++;
             retriesByClass[ctx.errorClass] = (retriesByClass[ctx.errorClass] ?? 0) + 1;
             if (ctx.errorClass !== "conflict" && retryDetails.length < 20)
@@ -243,7 +261,10 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
       let outcome: OpSample["outcome"] = "ok";
       let errorClass: string | undefined;
       byOperation[op] = (byOperation[op] ?? 0) + 1;
+      const rerunsOfThisOp: RetryContext[] = [];
+      let lostEveryTime = false;
       try {
+        await opRetries.run(rerunsOfThisOp, async () => {
         switch (op) {
           case "read":
             await prisma.ledger.findMany({ where: { key: { startsWith: `${prefix}-${w}-` } }, take: 5, orderBy: { id: "desc" } });
@@ -298,6 +319,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
             break;
           }
         }
+        });
         for (const k of keys) acknowledged.add(k);
         for (const c of counters) ackedIncrements.set(c, ackedIncrements.get(c)! + 1);
       } catch (error) {
@@ -307,6 +329,15 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
           if ((error as any).verificationIncomplete === true) unknownVerificationIncomplete++;
           for (const k of keys) uncertain.add(k);
           for (const c of counters) uncertainIncrements.set(c, uncertainIncrements.get(c)! + 1);
+        } else if (mode !== "bare" && lostOnEveryAttempt(error, rerunsOfThisOp, retries)) {
+          // The caller sees it fail, as the contract says. Nothing of it can have committed: its
+          // keys must be missing and its counters untouched (so not counted as uncertain).
+          outcome = "failed";
+          lostEveryTime = true;
+          errorClass = `${classify(error)}:${(error as any)?.code ?? (error as any)?.name ?? "?"}`;
+          for (const k of keys) lostOnEveryAttemptKeys.add(k);
+          if (lostOnEveryAttemptDetails.length < 5)
+            lostOnEveryAttemptDetails.push(`${op} at ${Math.round(t0 - start)}-${Math.round(now())} ms: ${[...rerunsOfThisOp.map((c) => c.error), error].map(describeFailure).join(" | ")}`);
         } else {
           outcome = "failed";
           errorClass = `${classify(error)}:${(error as any)?.code ?? (error as any)?.name ?? "?"}`;
@@ -316,7 +347,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
         }
       }
       const t = now();
-      samples.push({ t, startT: t0 - start, kind, latencyMs: performance.now() - t0, outcome, errorClass });
+      samples.push({ t, startT: t0 - start, kind, latencyMs: performance.now() - t0, outcome, errorClass, lostOnEveryAttempt: lostEveryTime || undefined });
       if (outcome === "ok" && serverUpAt !== null && firstOkAfterUp === null && t >= serverUpAt) firstOkAfterUp = t;
     }
   };
@@ -385,6 +416,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const lostWrites = [...acknowledged].filter((k) => !counts.has(k) && !deletedKeys.has(k)).length;
   const unknownOutcomeApplied = [...uncertain].filter((k) => counts.has(k)).length;
   const failedButCommitted = [...failedKeys].filter((k) => counts.has(k)).length;
+  const lostOnEveryAttemptApplied = [...lostOnEveryAttemptKeys].filter((k) => counts.has(k)).length;
 
   let undeleted = 0;
   for (const k of deletedKeys) if (counts.has(k)) undeleted++;
@@ -401,7 +433,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
 
   const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
   const failuresByClass: Record<string, number> = {};
-  for (const s of samples) if (s.errorClass) failuresByClass[s.errorClass] = (failuresByClass[s.errorClass] ?? 0) + 1;
+  for (const s of samples) if (s.errorClass && !s.lostOnEveryAttempt) failuresByClass[s.errorClass] = (failuresByClass[s.errorClass] ?? 0) + 1;
   const byKind = { read: 0, write: 0, transaction: 0 };
   for (const s of samples) byKind[s.kind]++;
 
@@ -434,6 +466,9 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     retriesByClass,
     failureDetails,
     retryDetails,
+    lostOnEveryAttempt: samples.filter((x) => x.lostOnEveryAttempt).length,
+    lostOnEveryAttemptApplied,
+    lostOnEveryAttemptDetails,
     verifiedCommits: verified,
     samples,
     events,
@@ -457,6 +492,17 @@ function describeFailure(error: unknown): string {
   return layers.join(" <- ");
 }
 
+/**
+ * The one shape of failure the contract allows under chaos: a connection-lost error (not an
+ * unknown outcome, not an answer) after `retries` counted re-runs that were each taken after a lost
+ * connection: the operation lost its connection on every attempt.
+ */
+function lostOnEveryAttempt(error: unknown, reruns: RetryContext[], retries: number): boolean {
+  if (classify(error) !== "connection-lost") return false;
+  const counted = reruns.filter((c) => c.counted);
+  return retries > 0 && counted.length === retries && counted.every((c) => c.errorClass === "connection-lost");
+}
+
 /** The figures without the per-operation samples, for printing as one JSON line. */
 export function summary(result: ChaosResult): Omit<ChaosResult, "samples" | "events"> {
   const { samples: _s, events: _e, ...rest } = result;
@@ -469,7 +515,13 @@ export function summary(result: ChaosResult): Omit<ChaosResult, "samples" | "eve
  */
 export function violations(result: ChaosResult): string[] {
   const v: string[] = [];
-  if (result.failures > 0) v.push(`${result.failures} operations failed: ${JSON.stringify(result.failuresByClass)}`);
+  const failures = result.failures - result.lostOnEveryAttempt;
+  if (failures > 0) v.push(`${failures} operations failed: ${JSON.stringify(result.failuresByClass)}`);
+  if (result.lostOnEveryAttemptApplied > 0) v.push(`${result.lostOnEveryAttemptApplied} operations that lost their connection on every attempt left rows behind`);
+  // A handful at most under this fault rate (each needs the same operation hit on every attempt);
+  // more means re-runs themselves are failing.
+  if (result.lostOnEveryAttempt > Math.max(2, result.operations / 1000))
+    v.push(`${result.lostOnEveryAttempt} operations lost their connection on every attempt (more than chance): ${result.lostOnEveryAttemptDetails.join("; ")}`);
   if (result.duplicateKeys > 0) v.push(`${result.duplicateKeys} keys have two rows (duplicated writes)`);
   if (result.lostWrites > 0) v.push(`${result.lostWrites} acknowledged writes are missing`);
   if (result.undeleted > 0) v.push(`${result.undeleted} acknowledged deletes left their rows`);
