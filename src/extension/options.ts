@@ -15,8 +15,8 @@ export interface RetryContext {
   /** Milliseconds the next attempt waits before it starts (0 after a lost connection). */
   readonly delayMs: number;
   /**
-   * false when the attempt failed on a pooled connection that was already dead before anything was
-   * sent (EPIPE, "connection closed"): replacing it does not use up `retries`.
+   * false when the re-run does not use up `retries`: nothing of the attempt ran (a dead pooled
+   * connection, a connection lost at BEGIN), the server was down or unavailable, or a conflict.
    */
   readonly counted: boolean;
 }
