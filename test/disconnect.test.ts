@@ -14,6 +14,11 @@ import { faultSuite } from "./support/suite.ts";
 let db: TestDatabase;
 const client = faultSuite((started) => (db = started));
 
+async function rows(key: string): Promise<number> {
+  const r = await db.admin<any[]>(`SELECT COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` = ?`, [key]);
+  return Number(r[0].n);
+}
+
 /** Starts a transaction that writes then sleeps 2 s, calls $disconnect() during the sleep; what happened. */
 async function interruptByDisconnect(prisma: any) {
   await prisma.user.count();
@@ -62,3 +67,36 @@ describe("$disconnect() with a transaction in flight", () => {
     });
   }
 });
+
+describe("$disconnect() while a write waits for a server that is down (a shutdown during an outage)", () => {
+  for (const wrap of [true, false]) {
+    test(`${wrap ? "with" : "without"} withResilience: the waiting write is given up, and does not run when the server comes back`, async () => {
+      const { prisma, retries } = client(db.url, { wrap });
+      await prisma.user.count();
+      const key = uniqueKey("disconnect-outage");
+      await db.kill9();
+      let restarted = false;
+      try {
+        const write = prisma.ledger.create({ data: { key, amount: 1 } }).then(
+          () => "written",
+          (e: unknown) => `${(e as any)?.name} ${(e as any)?.code ?? ""}`,
+        );
+        await sleep(700); // it is waiting: held by the adapter, or between re-runs
+        const retriesBefore = retries.length;
+        await Promise.race([prisma.$disconnect(), sleep(10_000, undefined, { ref: false }).then(() => assert.fail("$disconnect() did not end within 10 s"))]);
+        await db.start();
+        restarted = true;
+        const outcome = await Promise.race([write, sleep(15_000, undefined, { ref: false }).then(() => assert.fail("the write did not settle within 15 s"))]);
+        await sleep(1000); // a re-run would have reached the server by now
+        const n = await rows(key);
+        console.log(`    ${wrap ? "wrapped" : "unwrapped"}: ${outcome}; re-runs before $disconnect ${retriesBefore}, after ${retries.length - retriesBefore}; rows ${n}`);
+        assert.notEqual(outcome, "written", "the write was given up");
+        assert.ok(retries.length - retriesBefore <= 1, "at most the re-run already announced when $disconnect() came");
+        assert.equal(n, 0, "nothing written after $disconnect()");
+      } finally {
+        if (!restarted) await db.start();
+      }
+    });
+  }
+});
+
