@@ -13,9 +13,11 @@ import {
   capturePool,
   redactedUrl,
   refusalOf,
+  flavorOf,
+  restartOf,
   sameServer,
-  SESSION_SQL,
   sessionIdentityOf,
+  sessionSql,
   SideConnections,
   type ConnOptions,
   type ProbeTarget,
@@ -320,7 +322,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     if (typeof conn.query !== "function" || !conn.info) return;
     try {
       conn.query(
-        { sql: SESSION_SQL },
+        { sql: sessionSql(flavorOf(conn)) },
         (rows: any) => {
           const id = sessionIdentityOf(rows?.[0]);
           // Behind a multiplexing proxy the session may not be this connection's own: then none is kept.
@@ -465,8 +467,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (!sameServer(identity.server, server)) {
         // The same host and port, started later: a restart, no session from before survives it.
         // Another server (a proxy in front of a cluster): its sessions are out of sight; never cut.
-        const restarted = server.hostname === identity.server.hostname && server.port === identity.server.port && server.started > identity.server.started + 1;
-        return restarted ? "gone" : "executing";
+        return restartOf(server, identity.server) ? "gone" : "executing";
       }
       if (!row || row.user !== identity.user || row.host !== identity.host) return "gone";
     } else if (!row || (this.config?.user !== undefined && row.user !== this.config.user)) return "gone";

@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 import { connect as tcpConnect, type Socket } from "node:net";
 import type { ConnectFailure } from "../errors/errors.ts";
-import { parseMembers } from "../tuning/galera.ts";
+import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "./identity.ts";
 
 /** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
 export type ConnOptions = Record<string, any>;
@@ -28,66 +28,7 @@ export type ProbeResult =
   | { ok: true }
   | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
 
-/** How the server identifies itself: a restart or another server behind the same address differs. */
-export interface ServerIdentity {
-  hostname: string;
-  port: number;
-  /** Unix time the server started, in seconds (±1). */
-  started: number;
-}
-
-/** One app connection as the server sees it, read once when the pool opens it. */
-export interface SessionIdentity {
-  threadId: number;
-  user: string;
-  /** `ip:port` of the client socket as the server sees it (through a proxy: the proxy's side). */
-  host: string;
-  server: ServerIdentity;
-  /** On a Galera node: its own entry in wsrep_incoming_addresses (`host:port`), when it has one. */
-  member?: string;
-  /** On a Galera node: its cluster's wsrep_cluster_state_uuid. */
-  cluster?: string;
-  /** The session's wait_timeout, in s: an idle close at that age is the server's routine. */
-  waitTimeout?: number;
-}
-
-const SERVER_SQL =
-  "SELECT @@hostname AS h, @@port AS p, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started FROM information_schema.GLOBAL_STATUS s WHERE s.VARIABLE_NAME = 'UPTIME'";
-// One statement, one GLOBAL_STATUS snapshot: the start time and, on a Galera node, the node's own
-// client address (wsrep_incoming_addresses at wsrep_local_index) and its cluster (see nodes.ts).
-export const SESSION_SQL =
-  "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, @@session.wait_timeout AS wt, " +
-  "UNIX_TIMESTAMP() - MAX(CASE s.VARIABLE_NAME WHEN 'UPTIME' THEN CAST(s.VARIABLE_VALUE AS UNSIGNED) END) AS started, " +
-  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_LOCAL_INDEX' THEN s.VARIABLE_VALUE END) AS wsrep_index, " +
-  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_INCOMING_ADDRESSES' THEN s.VARIABLE_VALUE END) AS wsrep_members, " +
-  "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_CLUSTER_STATE_UUID' THEN s.VARIABLE_VALUE END) AS wsrep_cluster " +
-  "FROM information_schema.PROCESSLIST p, information_schema.GLOBAL_STATUS s WHERE p.ID = CONNECTION_ID() " +
-  "AND s.VARIABLE_NAME IN ('UPTIME', 'WSREP_LOCAL_INDEX', 'WSREP_INCOMING_ADDRESSES', 'WSREP_CLUSTER_STATE_UUID') GROUP BY p.ID, p.USER, p.HOST";
-
-export function serverIdentityOf(row: any): ServerIdentity | undefined {
-  if (!row || row.started === null || row.started === undefined) return undefined;
-  const started = Number(row.started);
-  if (!Number.isFinite(started)) return undefined;
-  return { hostname: String(row.h), port: Number(row.p), started };
-}
-
-export function sessionIdentityOf(row: any): SessionIdentity | undefined {
-  const server = serverIdentityOf(row);
-  if (!server || row.id === undefined || row.id === null || typeof row.host !== "string") return undefined;
-  const identity: SessionIdentity = { threadId: Number(row.id), user: String(row.user), host: row.host, server };
-  // A Galera node in a component: its own entry and its cluster (non-Galera: index 2^64-1, no list).
-  const members = parseMembers(typeof row.wsrep_members === "string" ? row.wsrep_members : undefined);
-  const index = row.wsrep_index === null || row.wsrep_index === undefined ? NaN : Number(row.wsrep_index);
-  if (members && Number.isInteger(index) && index >= 0 && index < members.length && members[index]) identity.member = members[index];
-  if (typeof row.wsrep_cluster === "string" && row.wsrep_cluster !== "") identity.cluster = row.wsrep_cluster;
-  const waitTimeout = row.wt === null || row.wt === undefined ? NaN : Number(row.wt);
-  if (Number.isFinite(waitTimeout) && waitTimeout > 0) identity.waitTimeout = waitTimeout;
-  return identity;
-}
-
-export function sameServer(a: ServerIdentity, b: ServerIdentity): boolean {
-  return a.hostname === b.hostname && a.port === b.port && Math.abs(a.started - b.started) <= 1;
-}
+export { flavorOf, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "./identity.ts";
 
 let driver: Promise<any> | undefined;
 function loadDriver(): Promise<any> {
@@ -455,8 +396,8 @@ export class SideConnections {
 
   /** Server identity over a side connection. */
   static async serverIdentity(conn: SideConnection): Promise<ServerIdentity | undefined> {
-    // undefined where GLOBAL_STATUS is not in information_schema (MySQL 8): then nothing is killed.
-    const rows = await conn.query(SERVER_SQL).catch(() => undefined);
+    // undefined where the server does not say (no rights on the status table): then nothing is killed.
+    const rows = await conn.query(serverSql(flavorOf(conn))).catch(() => undefined);
     return serverIdentityOf(rows?.[0]);
   }
 

@@ -10,7 +10,7 @@ import { isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
 import { describeError, log } from "../log.ts";
 import { readGaleraState } from "../tuning/galera.ts";
 import type { ClusterNodes } from "./nodes.ts";
-import { sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity, type SideConnection } from "./side.ts";
+import { restartOf, sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity, type SideConnection } from "./side.ts";
 
 export const COMMIT_TABLE = "_resilience_commits";
 
@@ -292,7 +292,7 @@ async function onServer(conn: SideConnection, here: ServerIdentity, v: Verificat
     return await readMark(conn, v, false);
   }
   // The same server, started again: no session from before the restart survives it.
-  if (here.hostname === session.server.hostname && here.port === session.server.port && here.started > session.server.started + 1) {
+  if (restartOf(here, session.server)) {
     // Its session still there: the same server after all (its clock stepped), not a restart.
     if (await sessionPresent(conn, session)) return undefined;
     // On a cluster: the same node (its own address), in the same cluster; not another node with the

@@ -138,10 +138,9 @@ export interface TestDatabase {
 
 class MariaDbServer implements TestDatabase {
   readonly embedded = true;
-  readonly host = "127.0.0.1";
   readonly user = APP_USER;
   readonly database = APP_DB;
-  readonly password = randomBytes(9).toString("base64url");
+  readonly password: string;
   child?: ChildProcess;
   watchdog?: ChildProcess;
   adminPool?: mariadb.Pool;
@@ -153,7 +152,11 @@ class MariaDbServer implements TestDatabase {
     readonly bin: { server: string; install: string },
     readonly dir: string,
     readonly port: number,
+    readonly host = "127.0.0.1",
+    readonly serverId?: number,
+    password?: string,
   ) {
+    this.password = password ?? randomBytes(9).toString("base64url");
     this.socket = join(dir, "mysqld.sock");
     this.logFile = join(dir, "error.log");
   }
@@ -203,7 +206,7 @@ class MariaDbServer implements TestDatabase {
       "--no-defaults",
       `--datadir=${this.datadir}`,
       `--port=${this.port}`,
-      "--bind-address=127.0.0.1",
+      `--bind-address=${this.host}`,
       `--socket=${this.socket}`,
       `--pid-file=${join(this.dir, "mysqld.pid")}`,
       `--log-error=${this.logFile}`,
@@ -214,6 +217,7 @@ class MariaDbServer implements TestDatabase {
       "--innodb-flush-log-at-trx-commit=2",
       "--max-connections=200",
     ];
+    if (this.serverId !== undefined) args.push(`--server-id=${this.serverId}`);
     if (this.tls) {
       const f = (name: string) => join(this.dir, name);
       args.push(`--ssl-ca=${f("ca.pem")}`, `--ssl-cert=${f("server-cert.pem")}`, `--ssl-key=${f("server-key.pem")}`);
@@ -469,12 +473,23 @@ export async function connectDatabase(url: string): Promise<TestDatabase> {
   return server;
 }
 
+export interface StartOptions {
+  tls?: boolean;
+  /** A loopback address to listen on (default 127.0.0.1): two servers can then share a port. */
+  host?: string;
+  port?: number;
+  /** `--server-id` (default the server's own, 1). */
+  serverId?: number;
+  /** The app user's password (default a random one). */
+  password?: string;
+}
+
 /**
  * Starts a fresh MariaDB (or connects to TEST_DATABASE_URL) with the app schema applied.
  * `tls: true` also gives the server a certificate signed by a throwaway CA (`db.tls.ca`): TLS is
  * then available, not required (create a user `REQUIRE SSL` for that). Call `stop()` in an `after` hook.
  */
-export async function startDatabase(options: { tls?: boolean } = {}): Promise<TestDatabase> {
+export async function startDatabase(options: StartOptions = {}): Promise<TestDatabase> {
   tolerateDriverInitRejections();
   const external = process.env.TEST_DATABASE_URL;
   if (external && options.tls) throw new Error("TLS tests need a server they start themselves: unset TEST_DATABASE_URL");
@@ -482,7 +497,7 @@ export async function startDatabase(options: { tls?: boolean } = {}): Promise<Te
   const bin = requireServerBinaries();
   installExitHook();
   const dir = mkdtempSync(join(tmpdir(), "resilience-mariadb-"));
-  const server = new MariaDbServer(bin, dir, await freePort());
+  const server = new MariaDbServer(bin, dir, options.port ?? (await freePort()), options.host, options.serverId, options.password);
   try {
     if (options.tls) server.generateTls();
     server.initialize();
