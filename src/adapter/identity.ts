@@ -54,14 +54,20 @@ const MARIADB_SESSION =
   "MAX(CASE s.VARIABLE_NAME WHEN 'WSREP_CLUSTER_STATE_UUID' THEN s.VARIABLE_VALUE END) AS wsrep_cluster " +
   "FROM information_schema.PROCESSLIST p, information_schema.GLOBAL_STATUS s WHERE p.ID = CONNECTION_ID() " +
   "AND s.VARIABLE_NAME IN ('UPTIME', 'WSREP_LOCAL_INDEX', 'WSREP_INCOMING_ADDRESSES', 'WSREP_CLUSTER_STATE_UUID') GROUP BY p.ID, p.USER, p.HOST";
-// MySQL 8.0/8.4: the start time from performance_schema.global_status (readable by any account),
-// the session from information_schema.PROCESSLIST (every account sees its own threads).
+// MySQL 8.0.22+ and 8.4: the start time from performance_schema.global_status, the session from
+// performance_schema.processlist (information_schema.PROCESSLIST is deprecated there). Any account
+// may read both, and sees its own threads without the PROCESS privilege.
 const MYSQL_SERVER =
   "SELECT @@hostname AS h, @@port AS p, @@server_id AS sid, @@server_uuid AS suuid, UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started FROM performance_schema.global_status s WHERE s.VARIABLE_NAME = 'Uptime'";
 const MYSQL_SESSION =
   "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, @@hostname AS h, @@port AS p, @@server_id AS sid, @@server_uuid AS suuid, @@session.wait_timeout AS wt, " +
   "UNIX_TIMESTAMP() - CAST(s.VARIABLE_VALUE AS UNSIGNED) AS started " +
-  "FROM information_schema.PROCESSLIST p, performance_schema.global_status s WHERE p.ID = CONNECTION_ID() AND s.VARIABLE_NAME = 'Uptime'";
+  "FROM performance_schema.processlist p, performance_schema.global_status s WHERE p.ID = CONNECTION_ID() AND s.VARIABLE_NAME = 'Uptime'";
+
+/** Where the server lists its sessions (ID, USER, HOST as `ip:port`, COMMAND). */
+export function processlist(flavor: Flavor): string {
+  return flavor === "mysql" ? "performance_schema.processlist" : "information_schema.PROCESSLIST";
+}
 
 /** The statement that reads the server's identity (a side connection's). */
 export function serverSql(flavor: Flavor): string {

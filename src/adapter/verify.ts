@@ -10,7 +10,7 @@ import { isReadOnlyAnswer, isWsrepNotReady } from "../errors/classify.ts";
 import { describeError, log } from "../log.ts";
 import { readGaleraState } from "../tuning/galera.ts";
 import type { ClusterNodes } from "./nodes.ts";
-import { restartOf, sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity, type SideConnection } from "./side.ts";
+import { flavorOf, processlist, restartOf, sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity, type SideConnection } from "./side.ts";
 
 export const COMMIT_TABLE = "_resilience_commits";
 
@@ -128,7 +128,7 @@ export async function prepareCommitTable(
 /** Is the session still on the server, by identity (thread id, user, client host:port)? */
 async function sessionPresent(conn: SideConnection, session: SessionIdentity): Promise<boolean> {
   const rows = await conn.query(
-    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ?",
+    `SELECT ID FROM ${processlist(flavorOf(conn))} WHERE ID = ? AND USER = ? AND HOST = ?`,
     [session.threadId, session.user, session.host],
   );
   return rows.length > 0;
