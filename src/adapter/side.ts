@@ -191,7 +191,7 @@ export function redactedUrl(o: ConnOptions | undefined): string {
   return `mysql://${user}${host}/${o.database ?? ""}${query}`;
 }
 
-function failureOf(e: any): ProbeResult {
+export function failureOf(e: any): ProbeResult {
   const refusal = refusalOf(e);
   if (refusal) return { ok: false, reason: refusal.reason === "auth" ? "authentication failed" : refusal.reason === "access" ? "access denied" : "unknown database", refusal: refusal.reason, error: e };
   const code = e?.code ?? e?.cause?.code;
