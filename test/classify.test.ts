@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
-import { serverAnswered, unavailableReason } from "../src/errors/classify.ts";
+import { isAccountConnectionLimit, serverAnswered, unavailableReason } from "../src/errors/classify.ts";
 import { failureOf, refusalOf, type ProbeResult } from "../src/adapter/side.ts";
 import { ServerHealth, type StateChange } from "../src/adapter/health.ts";
 import { ResilientTransaction } from "../src/adapter/transaction.ts";
@@ -390,6 +390,15 @@ describe("an answer about the account is not an outage", () => {
       assert.equal(provesNotSent(e), true);
       assert.equal(unavailableReason(e), "account connection limit");
     }
+  });
+  test("the account's limit is told apart in the pool's error event, a pool timeout and on its own; other causes are not it", () => {
+    assert.equal(isAccountConnectionLimit(accountLimit), true);
+    assert.equal(isAccountConnectionLimit(poolError(accountLimit)), true);
+    assert.equal(isAccountConnectionLimit(poolTimeout(accountLimit.message)), true);
+    assert.equal(isAccountConnectionLimit(poolError(sqlError(45009, "08S01", "socket has unexpectedly been closed", 1226))), false, "thread 1226");
+    assert.equal(isAccountConnectionLimit(poolTimeout("(conn:1226, no: 45009, SQLState: 08S01) socket has unexpectedly been closed")), false, "thread 1226");
+    assert.equal(isAccountConnectionLimit(poolTimeout("(conn:-1, no: 1040, SQLState: 08004) Too many connections")), false, "the server's max_connections");
+    assert.equal(isAccountConnectionLimit(hourlyQuota), false);
   });
   test("1226 for an hourly quota (max_questions, hand-built) is not cured by waiting: fatal", () => {
     assert.equal(classify(hourlyQuota), "fatal");
