@@ -439,7 +439,7 @@ describe("a thread id in the driver's text is not an error number", () => {
   // conn:NNNN is the connection's thread id: after a server start it passes every number.
   for (const id of [1044, 1045, 1049, 1130, 1698, 28000]) {
     const lost = `(conn:${id}, no: 45009, SQLState: 08S01) socket has unexpectedly been closed`;
-    test(`a pool timeout whose last connect error is a lost socket on thread ${id}: unavailable, not a refusal (hand-built from the recorded 45028 + 45009 shapes)`, () => {
+    test(`a pool timeout whose last connect error is a lost socket on thread ${id}: unavailable, not a refusal (cause text recorded for thread 1045 from a mariadb pool whose connect lost its socket; other ids and the Prisma wrapper hand-built)`, () => {
       const e = poolTimeout(lost);
       assert.equal(classify(e), "unavailable");
       assert.equal(refusalOf(e), undefined);
