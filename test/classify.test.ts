@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
-import { serverAnswered } from "../src/errors/classify.ts";
+import { isAccountConnectionLimit, serverAnswered, unavailableReason } from "../src/errors/classify.ts";
+import { failureOf, refusalOf, type ProbeResult } from "../src/adapter/side.ts";
+import { ServerHealth, type StateChange } from "../src/adapter/health.ts";
 import { ResilientTransaction } from "../src/adapter/transaction.ts";
 import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/adapter/flight.ts";
 import { resolveOptions } from "../src/extension/options.ts";
@@ -316,5 +318,177 @@ describe("ResilientTransaction bookkeeping (unit, a fake connection whose status
     assert.equal(mayHaveCommitted(flightOf(error)!), false);
     await assert.rejects(tx.executeRaw({ sql: "INSERT INTO x VALUES (1)" }));
     await assert.rejects(tx.commit());
+  });
+});
+
+// Shapes for an account's answers, thread ids in the driver's text and connect-time socket errors.
+// "recorded": seen on MariaDB 10.11 + mariadb 3.4.5 (a user WITH MAX_USER_CONNECTIONS, ACCOUNT LOCK,
+// PASSWORD EXPIRE with disconnect_on_expired_password, a connect to a closed port); "hand-built":
+// written from a recorded one (another number, another syscall) or a MySQL-only code.
+
+/** A mariadb SqlError as the driver makes it: the header carries the thread id and the error number. */
+function sqlError(errno: number, sqlState: string, message: string, threadId = -1, code = "UNKNOWN") {
+  return Object.assign(new Error(`(conn:${threadId}, no: ${errno}, SQLState: ${sqlState}) ${message}`), { name: "SqlError", errno, sqlState, sqlMessage: message, code, fatal: true });
+}
+
+/** A pool timeout as @prisma/adapter-mariadb maps it (P2039 45028, the pool's last connect error as `cause` text). */
+function poolTimeout(cause: string) {
+  const message = "pool timeout: failed to retrieve a connection from pool after 10001ms\n    (pool connections: active=0 idle=0 limit=10)";
+  const mapped = { originalCode: "45028", originalMessage: message, kind: "mysql", code: 45028, message, state: "HY000", cause };
+  const driverAdapterError = Object.assign(new Error(message), { name: "DriverAdapterError", cause: mapped });
+  return Object.assign(new Error(`Database error. Code: \`45028\`. Message: \`${message}\``), { name: "PrismaClientKnownRequestError", code: "P2039", clientVersion: "7.10.0", meta: { modelName: "Ledger", driverAdapterError } });
+}
+
+/** The pool's 'error' event: "Pool fails to create connection" (45061) around the connect error. */
+function poolError(cause: Error) {
+  return Object.assign(new Error("(conn:-1, no: 45061, SQLState: HY000) Pool fails to create connection"), { name: "SqlError", errno: 45061, sqlState: "HY000", code: "ER_POOL_NO_CONNECTION", cause });
+}
+
+const ACCOUNT_LIMIT_TEXT = "User 'limited' has exceeded the 'max_user_connections' resource (current value: 6)";
+// recorded
+const accountLimit = sqlError(1226, "42000", ACCOUNT_LIMIT_TEXT, 8, "ER_USER_LIMIT_REACHED");
+const locked = sqlError(4151, "HY000", "Access denied, this account is locked", 8, "ER_ACCOUNT_HAS_BEEN_LOCKED");
+const expired = sqlError(1862, "HY000", "Your password has expired. To log in you must change it using a client that supports expired passwords", 6, "ER_MUST_CHANGE_PASSWORD_LOGIN");
+// hand-built: MySQL's number for a locked account; an hourly quota (same number, another resource)
+const lockedMysql = sqlError(3118, "HY000", "Access denied for user 'limited'@'localhost'. Account is locked.", 9, "ER_ACCOUNT_HAS_BEEN_LOCKED");
+const hourlyQuota = sqlError(1226, "42000", "User 'limited' has exceeded the 'max_questions' resource (current value: 100)", 8, "ER_USER_LIMIT_REACHED");
+
+describe("an answer about the account is not an outage", () => {
+  test("a side connection refused for the account's connection limit (1226, recorded) finds the server there", () => {
+    assert.deepEqual(failureOf(accountLimit), { ok: true });
+  });
+  test("too many connections (1040, 1203; hand-built) too", () => {
+    assert.deepEqual(failureOf(sqlError(1040, "08004", "Too many connections", -1, "ER_CON_COUNT_ERROR")), { ok: true });
+    assert.deepEqual(failureOf(sqlError(1203, "42000", "User limited already has more than 'max_user_connections' active connections", 5)), { ok: true });
+  });
+  test("a locked account (4151 recorded, 3118 hand-built) is a refusal of the account: access", () => {
+    assert.equal(refusalOf(locked)?.reason, "access");
+    assert.equal(refusalOf(lockedMysql)?.reason, "access");
+    assert.equal((failureOf(locked) as any).refusal, "access");
+    assert.equal(refusalOf(poolTimeout(locked.message))?.reason, "access");
+  });
+  test("an expired password at login (1862, recorded) is a refusal of the account: auth", () => {
+    assert.equal(refusalOf(expired)?.reason, "auth");
+    assert.equal((failureOf(expired) as any).refusal, "auth");
+    assert.equal(refusalOf(poolTimeout(expired.message))?.reason, "auth");
+  });
+  test("the account's connection limit is not a refusal, on a connection, in the pool's error event or in a pool timeout", () => {
+    assert.equal(refusalOf(accountLimit), undefined);
+    assert.equal(refusalOf(poolError(accountLimit)), undefined);
+    assert.equal(refusalOf(poolTimeout(accountLimit.message)), undefined);
+  });
+  test("1226 for max_user_connections on a connection: unavailable, not sent, answered (recorded)", () => {
+    assert.equal(classify(accountLimit), "unavailable");
+    assert.equal(provesNotSent(accountLimit), true);
+    assert.equal(serverAnswered(accountLimit), true);
+    assert.equal(unavailableReason(accountLimit), "account connection limit");
+  });
+  test("a pool timeout whose last connect error is the account's limit: unavailable, not sent (cause recorded, wrapper hand-built)", () => {
+    for (const cause of [accountLimit.message, `(conn:-1, no: 1226, SQLState: 42000) ${ACCOUNT_LIMIT_TEXT}`]) {
+      const e = poolTimeout(cause);
+      assert.equal(classify(e), "unavailable", cause);
+      assert.equal(provesNotSent(e), true);
+      assert.equal(unavailableReason(e), "account connection limit");
+    }
+  });
+  test("the account's limit is told apart in the pool's error event, a pool timeout and on its own; other causes are not it", () => {
+    assert.equal(isAccountConnectionLimit(accountLimit), true);
+    assert.equal(isAccountConnectionLimit(poolError(accountLimit)), true);
+    assert.equal(isAccountConnectionLimit(poolTimeout(accountLimit.message)), true);
+    assert.equal(isAccountConnectionLimit(poolError(sqlError(45009, "08S01", "socket has unexpectedly been closed", 1226))), false, "thread 1226");
+    assert.equal(isAccountConnectionLimit(poolTimeout("(conn:1226, no: 45009, SQLState: 08S01) socket has unexpectedly been closed")), false, "thread 1226");
+    assert.equal(isAccountConnectionLimit(poolTimeout("(conn:-1, no: 1040, SQLState: 08004) Too many connections")), false, "the server's max_connections");
+    assert.equal(isAccountConnectionLimit(hourlyQuota), false);
+  });
+  test("1226 for an hourly quota (max_questions, hand-built) is not cured by waiting: fatal", () => {
+    assert.equal(classify(hourlyQuota), "fatal");
+    assert.equal(classify(poolTimeout(hourlyQuota.message)), "fatal");
+  });
+  test("a locked account or an expired password is fatal, also behind a pool timeout", () => {
+    for (const e of [locked, lockedMysql, expired]) {
+      assert.equal(classify(e), "fatal", e.message);
+      assert.equal(classify(poolTimeout(e.message)), "fatal", e.message);
+    }
+  });
+
+  test("a side connection lost half-way is not an outage by itself: a probe decides (unit, a fake side whose probe finds the server up)", async () => {
+    const changes: StateChange[] = [];
+    let probes = 0;
+    const side: any = { canConnect: true, probe: async (): Promise<ProbeResult> => (probes++, { ok: true }), close() {} };
+    const hooks = { onDown() {}, onRefused() {}, reconnect: async () => undefined, url: () => "mysql://app:****@db:3306/app" };
+    const health = new ServerHealth({ outageWait: 100, probeInterval: 20, probeTimeout: 100, onStateChange: (c) => changes.push(c) }, side, hooks);
+    try {
+      health.judge(failureOf(sqlError(45009, "08S01", "socket has unexpectedly been closed", 1045, "ER_SOCKET_UNEXPECTED_CLOSE")));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(health.state, "up");
+      assert.deepEqual(changes, []);
+      assert.ok(probes >= 1, "a probe was made");
+      // An account's answer never even needs the probe.
+      health.judge(failureOf(accountLimit));
+      assert.equal(health.state, "up");
+      // A refused connection is still an outage.
+      health.judge(failureOf(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED", errno: -111, syscall: "connect" })));
+      assert.equal(health.state, "down");
+    } finally {
+      health.close();
+    }
+  });
+});
+
+describe("a thread id in the driver's text is not an error number", () => {
+  // conn:NNNN is the connection's thread id: after a server start it passes every number.
+  for (const id of [1044, 1045, 1049, 1130, 1698, 28000]) {
+    const lost = `(conn:${id}, no: 45009, SQLState: 08S01) socket has unexpectedly been closed`;
+    test(`a pool timeout whose last connect error is a lost socket on thread ${id}: unavailable, not a refusal (cause text recorded for thread 1045 from a mariadb pool whose connect lost its socket; other ids and the Prisma wrapper hand-built)`, () => {
+      const e = poolTimeout(lost);
+      assert.equal(classify(e), "unavailable");
+      assert.equal(refusalOf(e), undefined);
+      assert.equal(provesNotSent(e), true);
+    });
+    test(`the pool's error event for a lost socket on thread ${id} is not a refusal (hand-built)`, () => {
+      assert.equal(refusalOf(poolError(sqlError(45009, "08S01", "socket has unexpectedly been closed", id, "ER_SOCKET_UNEXPECTED_CLOSE"))), undefined);
+    });
+  }
+  test("the error number itself still counts: no: 1045 behind a pool timeout is fatal and a refusal (recorded)", () => {
+    const e = poolTimeout("(conn:1045, no: 1045, SQLState: 28000) Access denied for user 'app'@'127.0.0.1' (using password: YES)");
+    assert.equal(classify(e), "fatal");
+    assert.equal(refusalOf(e)?.reason, "auth");
+  });
+  test("a too-many-connections answer on thread 1130 is not an access refusal (hand-built)", () => {
+    const e = poolTimeout("(conn:1130, no: 1040, SQLState: 08004) Too many connections");
+    assert.equal(classify(e), "unavailable");
+    assert.equal(refusalOf(e), undefined);
+  });
+});
+
+describe("unreachable or refused proves 'not sent' only when connecting", () => {
+  const nodeError = (code: string, syscall: string, message: string) => Object.assign(new Error(message), { code, errno: -111, syscall, fatal: true, sqlState: "HY000" });
+  test("ECONNREFUSED from connect() (recorded): not sent", () => {
+    assert.equal(provesNotSent(nodeError("ECONNREFUSED", "connect", "connect ECONNREFUSED 127.0.0.1:1")), true);
+  });
+  test("EHOSTUNREACH / ENETUNREACH from connect() (hand-built): not sent", () => {
+    assert.equal(provesNotSent(nodeError("EHOSTUNREACH", "connect", "connect EHOSTUNREACH 10.0.0.9:3306")), true);
+    assert.equal(provesNotSent(nodeError("ENETUNREACH", "connect", "connect ENETUNREACH 10.0.0.9:3306")), true);
+  });
+  test("a DNS failure (getaddrinfo EAI_AGAIN, hand-built): not sent", () => {
+    assert.equal(provesNotSent(nodeError("EAI_AGAIN", "getaddrinfo", "getaddrinfo EAI_AGAIN db.internal")), true);
+  });
+  for (const [code, syscall] of [["ECONNREFUSED", "read"], ["EHOSTUNREACH", "read"], ["ENETUNREACH", "write"], ["ENETDOWN", "read"], ["EHOSTUNREACH", "write"]]) {
+    test(`${code} on an established socket (${syscall}, hand-built): may have been sent`, () => {
+      const e = nodeError(code, syscall, `${syscall} ${code}`);
+      assert.equal(provesNotSent(e), false);
+      const record = makeRecord("commit", e, "COMMIT", "COMMIT", false);
+      assert.equal(record.notSent, false);
+      assert.equal(mayHaveCommitted(record), true, "a COMMIT that failed so may have committed");
+    });
+  }
+  test("rebuilt by Prisma (code and message only): the message's syscall tells (hand-built)", () => {
+    const rebuilt = (code: string, message: string) => Object.assign(new Error(message), { name: "PrismaClientKnownRequestError", code, clientVersion: "7.10.0", meta: { modelName: "Ledger" } });
+    assert.equal(provesNotSent(rebuilt("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:3306")), true);
+    assert.equal(provesNotSent(rebuilt("EHOSTUNREACH", "read EHOSTUNREACH")), false);
+    assert.equal(provesNotSent(rebuilt("ENETUNREACH", "write ENETUNREACH")), false);
+  });
+  test("EPIPE (the write itself failed) is still not sent", () => {
+    assert.equal(provesNotSent(nodeError("EPIPE", "write", "write EPIPE")), true);
   });
 });

@@ -3,7 +3,7 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
+import { classify, errorFacts, isAccountConnectionLimit, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -274,6 +274,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (this.pool !== pool && this.watchedExternal !== pool) return;
       const refusal = refusalOf(e);
       if (refusal) this.health.refuse(refusal.reason, refusal.cause);
+      // The account has all its connections (MAX_USER_CONNECTIONS): the app's own pool holds them,
+      // callers wait for one of those. Not a fault, not an outage.
+      else if (isAccountConnectionLimit(e)) return;
       else {
         this.noteFault();
         suspect();
@@ -609,6 +612,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       return this.renewPool(readOnly ? "read-only" : "not ready (Galera)");
     }
     const errorClass = classify(error);
+    // No connection for this account (its MAX_USER_CONNECTIONS are all in use): the server answered.
+    if (isAccountConnectionLimit(error)) return;
     if (errorClass === "connection-lost" || errorClass === "unavailable") {
       this.noteFault();
       log(`${errorClass} (${describeError(error)}): probing the server`);

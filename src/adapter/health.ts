@@ -19,6 +19,8 @@ const REFUSAL_RECHECK_MS = 1000;
 // not keep the server "down" while it answers), up to this many times probeTimeout.
 const PROBE_GROWTH = 1.5;
 const PROBE_MAX_FACTOR = 8;
+// A side connection's failures that are an outage by themselves (see SideConnections.probe).
+const OUTAGE_REASONS = new Set(["connection refused", "no answer"]);
 
 export interface StateChange {
   state: HealthState;
@@ -104,7 +106,7 @@ export class ServerHealth {
         // A killed server closes its connections and its listening socket in no set order: a probe
         // made the moment a connection dies can still be accepted. Look once more, a little later.
         if (result.ok) this.recheck();
-        else this.judge(result);
+        else this.act(result);
       })
       .finally(() => {
         this.suspecting = undefined;
@@ -112,9 +114,19 @@ export class ServerHealth {
     return this.suspecting;
   }
 
-  /** Acts on a failed probe or side connection: a refusal, or an outage. */
+  /**
+   * Acts on one side connection's failure: a refusal, or an outage when it was refused or got no
+   * answer. A connection lost half-way (the server accepted it: a KILL, a reset) says nothing on its
+   * own: a probe decides, as after a lost connection (it tries twice).
+   */
   judge(result: ProbeResult) {
     if (result.ok) return;
+    if (result.refusal || OUTAGE_REASONS.has(result.reason)) this.act(result);
+    else void this.suspect();
+  }
+
+  /** A failed probe: a refusal (the server answered about this account), or an outage. */
+  private act(result: ProbeResult & { ok: false }) {
     if (result.refusal) this.refuse(result.refusal, result.error);
     else this.goDown(result.reason);
   }
@@ -127,7 +139,7 @@ export class ServerHealth {
         await this.sleep(delay * (0.75 + Math.random() / 2));
         if (this.state === "down" || this.closed) return;
         const result = await this.side.probe(this.options.probeTimeout);
-        if (!result.ok) return this.judge(result);
+        if (!result.ok) return this.act(result);
       }
       log("probes after a lost connection: the server is up");
     };

@@ -6,6 +6,7 @@
 // error 1129). They need the mariadb driver; without it (another adapter) a TCP probe is the fallback.
 import { EventEmitter } from "node:events";
 import { connect as tcpConnect, type Socket } from "node:net";
+import { headerOf } from "../errors/classify.ts";
 import type { ConnectFailure } from "../errors/errors.ts";
 import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "./identity.ts";
 
@@ -88,8 +89,11 @@ export function patientTimeout(ms: number, fire: () => void): () => void {
   };
 }
 
-const AUTH_CODES = new Set([1045, 1698, 1251]);
-const ACCESS_CODES = new Set([1044, 1130, 1227, 1129]);
+// An expired password at login (1862: the server disconnects an expired account) is the account's
+// credentials, like a wrong password; a locked account (4151 MariaDB, 3118 MySQL) is no access. Both
+// are answers of a running server about this account, never a verdict that the server is down.
+const AUTH_CODES = new Set([1045, 1698, 1251, 1862]);
+const ACCESS_CODES = new Set([1044, 1130, 1227, 1129, 3118, 4151]);
 const UNKNOWN_DB_CODES = new Set([1049]);
 const ACCESS_KINDS: Record<string, ConnectFailure> = {
   AuthenticationFailed: "auth",
@@ -97,15 +101,20 @@ const ACCESS_KINDS: Record<string, ConnectFailure> = {
   DatabaseDoesNotExist: "unknown-database",
 };
 
+// A connection refused for a connection count: too many connections (1040), the account's
+// max_user_connections (1203) or MAX_USER_CONNECTIONS / hourly connection quota (1226).
+const CONNECTION_LIMIT_CODES = new Set([1040, 1203, 1226]);
+
 /** The refusal an error carries at any depth (wrong password, no access, unknown database), if any. */
 export function refusalOf(error: unknown): { reason: ConnectFailure; cause: unknown } | undefined {
   const seen = new Set<unknown>();
   const visit = (e: any, depth: number): { reason: ConnectFailure; cause: unknown } | undefined => {
     if (depth > 6 || e === null || e === undefined || seen.has(e)) return undefined;
     if (typeof e === "string") {
-      // The driver adapter keeps a pool timeout's cause only as text.
-      const m = /\bno: (\d{4})\b/.exec(e) ?? /\b(1045|1044|1049|1698|1130)\b/.exec(e);
-      const code = m ? Number(m[1]) : /access denied/i.test(e) ? 1045 : /unknown database/i.test(e) ? 1049 : undefined;
+      // The driver adapter keeps a pool timeout's cause only as text: its error number is read from
+      // the driver's header (no: NNNN) only, never from another number in it (conn:NNNN is a thread id).
+      const { errno } = headerOf(e);
+      const code = errno !== undefined ? errno : /access denied/i.test(e) ? 1045 : /unknown database/i.test(e) ? 1049 : undefined;
       const reason = code === undefined ? undefined : AUTH_CODES.has(code) ? "auth" : ACCESS_CODES.has(code) ? "access" : UNKNOWN_DB_CODES.has(code) ? "unknown-database" : undefined;
       return reason ? { reason, cause: e } : undefined;
     }
@@ -132,14 +141,15 @@ export function redactedUrl(o: ConnOptions | undefined): string {
   return `mysql://${user}${host}/${o.database ?? ""}${query}`;
 }
 
-function failureOf(e: any): ProbeResult {
+export function failureOf(e: any): ProbeResult {
   const refusal = refusalOf(e);
   if (refusal) return { ok: false, reason: refusal.reason === "auth" ? "authentication failed" : refusal.reason === "access" ? "access denied" : "unknown database", refusal: refusal.reason, error: e };
   const code = e?.code ?? e?.cause?.code;
   if (code === "ECONNREFUSED" || code === "ENOENT") return { ok: false, reason: "connection refused", error: e };
   if (e?.errno === 45012 || code === "ETIMEDOUT") return { ok: false, reason: "no answer", error: e };
-  // Too many connections: the server is there and answering.
-  if (e?.errno === 1040 || e?.errno === 1203) return { ok: true };
+  // Too many connections, the server's or this account's (1226: MAX_USER_CONNECTIONS, all of them
+  // the app's pool): the server is there and answering.
+  if (CONNECTION_LIMIT_CODES.has(e?.errno)) return { ok: true };
   return { ok: false, reason: typeof code === "string" ? code : "connection lost", error: e };
 }
 

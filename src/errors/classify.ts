@@ -27,16 +27,26 @@ export interface ErrorFacts {
   kind?: string;
   /** Server error number (1213, 2013 ...) or mariadb driver code (45009 ...). */
   errno?: number;
+  /** Every layer's error number, outermost first (a pool's 45061 "fails to create connection", then its cause's). */
+  errnos: number[];
   sqlState?: string;
   /** Node's socket error code (ECONNRESET, EPIPE ...). */
   socketCode?: string;
+  /** The system call that failed with `socketCode` (`connect`, `read` ...): its `syscall`, else the head of its message. */
+  socketSyscall?: string;
   /** Messages of every layer, for the few shapes that only a message tells apart. */
   messages: string[];
   /** The driver's reason behind a pool timeout (the mapped error's `cause` text), if any. */
   reason?: string;
   /** One of the layers is this package's own verdict (OutcomeUnknownError, DatabaseUnavailableError). */
   verdict?: string;
+  /** The adapter wrapper held the call back (the server was down or refusing us): nothing was sent. */
+  heldBack?: boolean;
 }
+
+// The adapter wrapper's flight record (src/adapter/flight.ts), read here for `heldBack` only: a
+// held-back call's error (code ECONNREFUSED) comes back from Prisma with its code, message and meta.
+const FLIGHT = Symbol.for("prisma-extension-resilience.flight");
 
 // This package's typed errors are final: an outcome already reported as unknown, or a server already
 // waited for until the deadline. Their `cause` is a lost connection, which must not make them look
@@ -44,6 +54,7 @@ export interface ErrorFacts {
 const FINAL_ERRORS = new Set(["OutcomeUnknownError", "DatabaseUnavailableError"]);
 
 const SOCKET_CODE = /^E[A-Z0-9_]+$/;
+const SYSCALL_HEAD = /^(connect|getaddrinfo|read|write|writev) E[A-Z0-9_]+\b/;
 const MAX_DEPTH = 6;
 
 function isObject(v: unknown): v is Record<string, any> {
@@ -52,7 +63,7 @@ function isObject(v: unknown): v is Record<string, any> {
 
 /** Collects the facts of an error and of everything it wraps (`meta.driverAdapterError`, `cause`). */
 export function errorFacts(error: unknown): ErrorFacts {
-  const facts: ErrorFacts = { messages: [] };
+  const facts: ErrorFacts = { messages: [], errnos: [] };
   const seen = new Set<unknown>();
   const visit = (e: unknown, depth: number) => {
     if (depth > MAX_DEPTH) return;
@@ -63,23 +74,32 @@ export function errorFacts(error: unknown): ErrorFacts {
     if (!isObject(e) || seen.has(e)) return;
     seen.add(e);
     if (typeof e.name === "string" && FINAL_ERRORS.has(e.name)) facts.verdict ??= e.name;
+    const held = (o: unknown) => isObject(o) && (o as any)[FLIGHT]?.heldBack === true;
+    if (held(e) || held(e.meta)) facts.heldBack = true;
     if (typeof e.message === "string") facts.messages.push(e.message);
     if (typeof e.originalMessage === "string") facts.messages.push(e.originalMessage);
     const code = e.code;
     if (typeof code === "string") {
       if (/^P\d{4}$/.test(code)) facts.prismaCode ??= code;
-      else if (SOCKET_CODE.test(code) && !code.startsWith("ER_")) facts.socketCode ??= code;
+      else if (SOCKET_CODE.test(code) && !code.startsWith("ER_") && facts.socketCode === undefined) {
+        facts.socketCode = code;
+        // Node names it in `syscall` and begins the message with it ("connect ECONNREFUSED …");
+        // Prisma's rebuild of a raw socket error keeps only the code and the message.
+        const head = typeof e.message === "string" ? SYSCALL_HEAD.exec(e.message) : null;
+        facts.socketSyscall = typeof e.syscall === "string" ? e.syscall : head?.[1];
+      }
     }
     // A mapped driver adapter error: { kind, code?: number, state?, originalCode?, cause?: string }
     if (typeof e.kind === "string") {
       facts.kind ??= e.kind;
-      if (typeof code === "number") facts.errno ??= code;
+      if (typeof code === "number") facts.errnos.push(code);
       if (typeof e.state === "string" && e.state !== "N/A") facts.sqlState ??= e.state;
-      if (typeof e.originalCode === "string" && /^\d+$/.test(e.originalCode)) facts.errno ??= Number(e.originalCode);
+      if (typeof e.originalCode === "string" && /^\d+$/.test(e.originalCode)) facts.errnos.push(Number(e.originalCode));
       if (typeof e.cause === "string") facts.reason ??= e.cause;
     }
     // A raw driver error (mariadb SqlError / mysql2): { errno: number, sqlState, code: 'ER_...' }
-    if (typeof e.errno === "number" && e.errno > 0) facts.errno ??= e.errno;
+    if (typeof e.errno === "number" && e.errno > 0) facts.errnos.push(e.errno);
+    facts.errno ??= facts.errnos[0];
     if (typeof e.sqlState === "string") facts.sqlState ??= e.sqlState;
     if (isObject(e.meta)) visit(e.meta.driverAdapterError, depth + 1);
     visit(e.cause, depth + 1);
@@ -119,6 +139,7 @@ const LOST_DRIVER_CODES = new Set([
 const UNAVAILABLE_CODES = new Set([
   1040, // ER_CON_COUNT_ERROR "Too many connections"
   1203, // ER_TOO_MANY_USER_CONNECTIONS
+  // (1226 ER_USER_LIMIT_REACHED too, for MAX_USER_CONNECTIONS only: see USER_LIMIT)
   2002, // CR_CONNECTION_ERROR
   2003, // CR_CONN_HOST_ERROR "Can't connect to MySQL server"
   45012, // ER_CONNECTION_TIMEOUT (driver: the socket could not be opened in connectTimeout)
@@ -157,8 +178,15 @@ const NEVER_RETRY_CODES = new Set([
   45046, // ER_MAX_ALLOWED_PACKET (driver side)
 ]);
 
-// Refusals that retrying cannot cure, even when they arrive wrapped in a pool timeout.
-const ACCESS_CODES = new Set([1044, 1045, 1049, 1130, 1227, 1698, 1251]);
+// Refusals that retrying cannot cure, even when they arrive wrapped in a pool timeout. A locked
+// account (4151 MariaDB, 3118 MySQL) and an expired password at login (1862) are answers about the
+// account from a running server, like a wrong password.
+const ACCESS_CODES = new Set([1044, 1045, 1049, 1130, 1227, 1698, 1251, 1862, 3118, 4151]);
+
+// An account's connection limit (CREATE USER … WITH MAX_USER_CONNECTIONS): 1226 also answers an
+// hourly quota (max_questions, max_updates, max_connections_per_hour) that waiting does not cure.
+const USER_LIMIT = 1226; // ER_USER_LIMIT_REACHED
+const USER_CONNECTIONS_MESSAGE = /max_user_connections/i;
 
 const LOST_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED", "ENOTCONN", "EHOSTDOWN", "ERR_SOCKET_CLOSED", "ERR_STREAM_DESTROYED"]);
 const UNAVAILABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "EAI_AGAIN"]);
@@ -167,16 +195,48 @@ const POOL_TIMEOUT = 45028; // ER_GET_CONNECTION_TIMEOUT: reason only in the mes
 const INACTIVITY_DISCONNECT = 4031; // MySQL 8.0.24+ only
 const INACTIVITY_MESSAGE = /disconnected by the server because of inactivity/i;
 const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|socket|connection timeout|connect timeout|too many connections/i;
-const ACCESS_MESSAGE = /\b(1044|1045|1049|1130|1698)\b|access denied|28000|unknown database/i;
+// No numbers: a number in the driver's text can be a thread id ("(conn:1045, no: 45009, …)").
+const ACCESS_MESSAGE = /access denied|unknown database/i;
 const START_TX_TIMEOUT = /unable to start a transaction/i;
 
+/**
+ * The error number and SQLSTATE of a driver message kept only as text (a pool timeout's cause): read
+ * from the driver's header "(conn:<thread id>, no: <errno>, SQLState: <state>)" only, never from
+ * any other number in it (conn: is a thread id, and thread ids pass every error number).
+ */
+export function headerOf(text: string): { errno?: number; sqlState?: string } {
+  const errno = /\bno: (\d+)\b/.exec(text);
+  const state = /\bSQLState: ([0-9A-Z]{5})\b/.exec(text);
+  return { errno: errno ? Number(errno[1]) : undefined, sqlState: state?.[1] };
+}
+
 // A pool timeout is retryable only when the pool's last connection attempt failed for a network
-// reason; a wrong password or a pool exhausted by the app's own load is not cured by retrying.
+// reason or a connection limit; a wrong password or a pool exhausted by the app's own load is not
+// cured by retrying.
 function poolTimeoutClass(f: ErrorFacts): ErrorClass {
   const reason = f.reason ?? "";
-  if (ACCESS_MESSAGE.test(reason)) return "fatal";
+  const { errno, sqlState } = headerOf(reason);
+  if ((errno !== undefined && (ACCESS_CODES.has(errno) || NEVER_RETRY_CODES.has(errno))) || sqlState === "28000" || ACCESS_MESSAGE.test(reason)) return "fatal";
+  if (errno === USER_LIMIT) return USER_CONNECTIONS_MESSAGE.test(reason) ? "unavailable" : "fatal";
+  if (errno !== undefined && UNAVAILABLE_CODES.has(errno)) return "unavailable";
   return NETWORK_MESSAGE.test(reason) ? "unavailable" : "fatal";
 }
+
+/**
+ * The server refused a connection because this account has all the connections it may have (1226
+ * for MAX_USER_CONNECTIONS, 1203 for max_user_connections), also as a pool timeout's cause: an
+ * answer from a running server about the app's own connections, so neither a fault nor an outage.
+ * Callers wait for one of the app's pooled connections.
+ */
+export function isAccountConnectionLimit(error: unknown): boolean {
+  const f = errorFacts(error);
+  // The pool's own errors (a timeout, "fails to create connection") carry the reason as their cause.
+  const wrapper = f.errno !== undefined && POOL_CONNECT_ERRORS.has(f.errno);
+  const errno = !wrapper ? f.errno : f.errnos.find((n) => !POOL_CONNECT_ERRORS.has(n)) ?? headerOf(f.reason ?? "").errno;
+  if (errno === USER_LIMIT) return USER_CONNECTIONS_MESSAGE.test([f.reason ?? "", ...f.messages].join("\n"));
+  return errno === 1203;
+}
+const POOL_CONNECT_ERRORS = new Set([POOL_TIMEOUT, 45060, 45061]); // ER_POOL_NOT_INITIALIZED, ER_POOL_NO_CONNECTION
 
 /** Classifies an error thrown by Prisma, the driver adapter or the driver. */
 export function classify(error: unknown, options: ClassifyOptions = {}): ErrorClass {
@@ -203,6 +263,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
   if (errno !== undefined) {
     if (ACCESS_CODES.has(errno) || NEVER_RETRY_CODES.has(errno)) return "fatal";
     if (errno === POOL_TIMEOUT) return poolTimeoutClass(f);
+    if (errno === USER_LIMIT) return f.messages.some((m) => USER_CONNECTIONS_MESSAGE.test(m)) ? "unavailable" : "fatal";
     if (CONFLICT_CODES.has(errno)) return "conflict";
     if (UNAVAILABLE_CODES.has(errno)) return "unavailable";
     if (refusesForNow(f)) return "unavailable";
@@ -293,8 +354,14 @@ export function isTransactionStartTimeout(error: unknown): boolean {
 // a connection it already knew was closed, the write itself failed (EPIPE: the kernel did not take
 // the bytes; the driver sends the next command only after the reply to the last), or no connection
 // was ever made.
-const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 2002, 2003]);
-const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "EAI_AGAIN"]);
+const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 1226, 2002, 2003]);
+// EPIPE: the write failed. A name lookup (EAI_AGAIN) happens only before connecting.
+const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "EAI_AGAIN"]);
+// Refused or unreachable prove nothing sent only when connecting (the syscall is connect() or the
+// name lookup): on a socket that already carried the COMMIT they can arrive after it reached the
+// server (an ICMP unreachable or a reset read back as ECONNREFUSED).
+const CONNECT_SOCKET_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "ENOENT", "ETIMEDOUT", "ECONNRESET"]);
+const CONNECT_SYSCALLS = new Set(["connect", "getaddrinfo"]);
 
 /**
  * True when the error proves that the statement it failed on never reached the server, so a write
@@ -302,12 +369,14 @@ const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "ECONNREFUSED", "EHOSTUNREACH", 
  */
 export function provesNotSent(error: unknown): boolean {
   const f = errorFacts(error);
+  if (f.heldBack) return true;
   if (f.kind === "TooManyConnections" || f.kind === "DatabaseNotReachable") return true;
   if (f.errno !== undefined) {
     if (NOT_SENT_CODES.has(f.errno)) return true;
     if (f.errno === POOL_TIMEOUT) return true; // no connection was handed out
   }
   if (f.socketCode && NOT_SENT_SOCKET_CODES.has(f.socketCode)) return true;
+  if (f.socketCode && CONNECT_SOCKET_CODES.has(f.socketCode) && f.socketSyscall !== undefined && CONNECT_SYSCALLS.has(f.socketSyscall)) return true;
   if (f.prismaCode === "P2028" && f.messages.some((m) => START_TX_TIMEOUT.test(m))) return true;
   if (f.prismaCode === "P2037" || f.prismaCode === "P1001" || f.prismaCode === "P2024") return true;
   return false;
@@ -317,6 +386,7 @@ export function provesNotSent(error: unknown): boolean {
 export function unavailableReason(error: unknown): string {
   const f = errorFacts(error);
   const text = [f.reason ?? "", ...f.messages].join("\n");
+  if (isAccountConnectionLimit(error)) return "account connection limit";
   if (f.kind === "TooManyConnections" || f.errno === 1040 || f.errno === 1203 || /too many connections/i.test(text)) {
     return "too many connections";
   }
