@@ -1,6 +1,7 @@
 // A TCP proxy on loopback between the app and the server, to inject network faults the server
 // cannot: resets (RST), silent drops (no FIN, no RST: bytes just stop arriving, as behind a NAT
 // that forgot the flow), added latency, and "lose the reply to a COMMIT".
+import { randomBytes } from "node:crypto";
 import { createServer, connect, type Server, type Socket } from "node:net";
 
 export type ProxyMode = "pass" | "drop";
@@ -17,6 +18,8 @@ interface Link {
   held?: Buffer[];
   /** The server closed while bytes were held: the client is told after them. */
   heldEnd?: boolean;
+  /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
+  garble?: () => void;
 }
 
 export class FaultProxy {
@@ -91,6 +94,13 @@ export class FaultProxy {
           return;
         }
         if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
+        if (!fromClient && link.garble) {
+          chunk = Buffer.from(chunk);
+          chunk[chunk.length - 1] ^= 0xff;
+          const done = link.garble;
+          link.garble = undefined;
+          done();
+        }
         if (!fromClient && link.held) {
           link.held.push(chunk);
           return;
@@ -228,6 +238,35 @@ export class FaultProxy {
         }
       },
     };
+  }
+
+  /**
+   * Garbles the reply to the next bytes any client sends (made for TLS: the record fails its
+   * integrity check, and the driver gets an ERR_SSL_* error, not a lost connection). `deliver`:
+   * those bytes reach the server and the last byte of its next chunk back is flipped (a COMMIT
+   * commits, its reply is garbage); otherwise they are swallowed, the server's side is closed and
+   * the client gets a record of random bytes. Resolves once the garbage went out.
+   */
+  garbleNextReply(deliver: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const tap = (link: Link) => {
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        if (deliver) {
+          link.garble = resolve;
+          return false;
+        }
+        link.upstream.destroy();
+        link.dropped = true;
+        this.links.delete(link);
+        // A TLS application-data record (type 23, version 3.3) holding 48 random bytes.
+        const garbage = Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x30]), randomBytes(48)]);
+        if (!link.client.destroyed) link.client.write(garbage);
+        setTimeout(() => link.client.destroy(), 2000).unref();
+        resolve();
+        return true;
+      };
+      this.clientDataTaps.push(tap);
+    });
   }
 
   /** The next client packet containing `marker` goes to `upstream`'s care; the client is reset (after `hold`). */
