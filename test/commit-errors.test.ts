@@ -41,13 +41,15 @@ function tlsConfig(): any {
 async function tlsClient(adapter: ResilientAdapterOptions = {}) {
   proxy = await startProxy(db.host, db.port);
   const retries: RetryContext[] = [];
-  const prisma = new PrismaClient({ adapter: withResilience(new PrismaMariaDb(tlsConfig()), adapter) }).$extends(
+  const verified: string[] = [];
+  const options = { ...adapter, onCommitVerified: (v: { verdict: string }) => verified.push(v.verdict) };
+  const prisma = new PrismaClient({ adapter: withResilience(new PrismaMariaDb(tlsConfig()), options) }).$extends(
     resilience({ deadline: 10_000, onRetry: (ctx) => retries.push(ctx) }),
   );
   open.push(prisma);
   await prisma.ledger.count(); // the pool is open, the commit table checked
   await sleep(200);
-  return { prisma, retries };
+  return { prisma, retries, verified };
 }
 
 /** Waits for the proxy's fault, or fails the test in 5 s. */
@@ -74,7 +76,7 @@ describe("a COMMIT whose reply is garbled (TLS): an error the classifier does no
   });
 
   test("verification on, the COMMIT delivered: verified committed, the callback's result, one row, nothing re-run", async () => {
-    const { prisma, retries } = await tlsClient();
+    const { prisma, retries, verified } = await tlsClient();
     const key = uniqueKey("garbled-commit");
     let runs = 0;
     let garbled: Promise<void> | undefined;
@@ -86,13 +88,14 @@ describe("a COMMIT whose reply is garbled (TLS): an error the classifier does no
     });
     await happened(garbled!);
     assert.equal(result, "callback result");
+    assert.deepEqual(verified, ["committed"]);
     assert.equal(runs, 1, "not re-run");
     assert.equal(retries.length, 0);
     assert.equal(await ledgerRows(db, key), 1);
   });
 
   test("verification on, the COMMIT swallowed: verified not committed, re-run once, one row", async () => {
-    const { prisma, retries } = await tlsClient();
+    const { prisma, retries, verified } = await tlsClient();
     const key = uniqueKey("garbled-swallowed");
     let runs = 0;
     let garbled: Promise<void> | undefined;
@@ -104,7 +107,9 @@ describe("a COMMIT whose reply is garbled (TLS): an error the classifier does no
     });
     await happened(garbled!);
     assert.equal(result, 2, "the first run was found not committed and the callback ran again");
+    assert.deepEqual(verified, ["not-committed"]);
     assert.equal(retries.length, 1);
+    assert.equal(retries[0].errorClass, "connection-lost");
     assert.equal(await ledgerRows(db, key), 1);
   });
 
