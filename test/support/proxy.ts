@@ -20,6 +20,8 @@ interface Link {
   heldEnd?: boolean;
   /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
   garble?: () => void;
+  /** While set, the client's bytes to the server wait here (holdFrom), in order. */
+  heldUp?: Buffer[];
 }
 
 export class FaultProxy {
@@ -94,6 +96,10 @@ export class FaultProxy {
           return;
         }
         if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
+        if (fromClient && link.heldUp) {
+          link.heldUp.push(chunk);
+          return;
+        }
         if (!fromClient && link.garble) {
           chunk = Buffer.from(chunk);
           chunk[chunk.length - 1] ^= 0xff;
@@ -236,6 +242,49 @@ export class FaultProxy {
           link.client.end();
           this.links.delete(link);
         }
+      },
+    };
+  }
+
+  /**
+   * Holds the client's bytes from the MySQL packet that contains `marker` on: the packets before it
+   * in the same chunk (pipelined commands) go to the server, that one and everything after wait
+   * until `release()`. `seen` resolves when the packet was held. E.g. a mark goes through and its
+   * COMMIT waits, while another node aborts the transaction.
+   */
+  holdFrom(marker: string): { seen: Promise<void>; release: () => void } {
+    const needle = Buffer.from(marker);
+    let held: Link | undefined;
+    let markSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (markSeen = resolve));
+    const tap = (link: Link, chunk: Buffer) => {
+      if (!chunk.includes(needle)) return false;
+      this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+      // Packets: a 3-byte length and a sequence number, then the payload.
+      let start = 0;
+      for (let pos = 0; pos + 4 <= chunk.length; ) {
+        const end = pos + 4 + chunk.readUIntLE(pos, 3);
+        if (chunk.subarray(pos + 4, end).includes(needle)) {
+          start = pos;
+          break;
+        }
+        pos = end;
+      }
+      if (start > 0) link.upstream.write(chunk.subarray(0, start));
+      link.heldUp = [chunk.subarray(start)];
+      held = link;
+      markSeen();
+      return true;
+    };
+    this.clientDataTaps.push(tap);
+    return {
+      seen,
+      release: () => {
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        const chunks = held?.heldUp;
+        if (!held || !chunks) return;
+        held.heldUp = undefined;
+        for (const c of chunks) if (!held.dropped && !held.upstream.destroyed) held.upstream.write(c);
       },
     };
   }
