@@ -212,9 +212,9 @@ export class ResilientTransaction implements TransactionLike {
       if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function") return this.inner.commit().catch((e) => this.onCommitError(e));
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
-      const guard: Promise<number | undefined> = conn.query("SELECT @@in_transaction AS t").then(
+      const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
         (rows: any) => Number(rows?.[0]?.t),
-        () => undefined,
+        (e: unknown) => ({ error: asAdapterError(e) }),
       );
       const committed = this.inner.commit().then(
         () => true,
@@ -222,6 +222,11 @@ export class ResilientTransaction implements TransactionLike {
       );
       return Promise.all([guard, committed]).then(([open, commit]) => {
         if (open === 0) throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId });
+        // A Galera brute-force abort is answered to the next command, here the guard (1213): the
+        // transaction was rolled back, and the COMMIT behind it, outside any, answers OK.
+        if (typeof open === "object" && serverAnswered(open.error) && classify(open.error) === "conflict" && errorFacts(open.error).errno !== 1205) {
+          throw tagged("commit", open.error, "COMMIT", { threadId: this.threadId });
+        }
         if (commit === true) return;
         return this.onCommitError(commit);
       });
