@@ -1,7 +1,7 @@
 // The wrapped transaction: records what had reached the server when one of its calls fails, makes
 // a rollback on a connection that is already dead resolve instead of throwing, notices a transaction
 // the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
-import { classify, errorFacts, serverAnswered } from "../errors/classify.ts";
+import { classify, errorFacts, provesNotSent, serverAnswered } from "../errors/classify.ts";
 import { log } from "../log.ts";
 import { makeRecord, tag, type FlightPhase, type RecordContext } from "./flight.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
@@ -71,6 +71,12 @@ export interface FailureHandler {
 }
 
 const SOCKET_TIMEOUT = 45026;
+
+/** A COMMIT failed without a server answer, and the error does not prove it unsent: it may have committed. */
+function inDoubt(error: unknown): boolean {
+  if (serverAnswered(error) || errorFacts(error).verdict !== undefined) return false;
+  return classify(error) === "connection-lost" || !provesNotSent(error);
+}
 
 export class ResilientTransaction implements TransactionLike {
   /** The connection died under this transaction: the server has rolled it back. */
@@ -206,9 +212,9 @@ export class ResilientTransaction implements TransactionLike {
       if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function") return this.inner.commit().catch((e) => this.onCommitError(e));
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
-      const guard: Promise<number | undefined> = conn.query("SELECT @@in_transaction AS t").then(
+      const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
         (rows: any) => Number(rows?.[0]?.t),
-        () => undefined,
+        (e: unknown) => ({ error: asAdapterError(e) }),
       );
       const committed = this.inner.commit().then(
         () => true,
@@ -216,6 +222,11 @@ export class ResilientTransaction implements TransactionLike {
       );
       return Promise.all([guard, committed]).then(([open, commit]) => {
         if (open === 0) throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId });
+        // A Galera brute-force abort is answered to the next command, here the guard (1213): the
+        // transaction was rolled back, and the COMMIT behind it, outside any, answers OK.
+        if (typeof open === "object" && serverAnswered(open.error) && classify(open.error) === "conflict" && errorFacts(open.error).errno !== 1205) {
+          throw tagged("commit", open.error, "COMMIT", { threadId: this.threadId });
+        }
         if (commit === true) return;
         return this.onCommitError(commit);
       });
@@ -259,8 +270,9 @@ export class ResilientTransaction implements TransactionLike {
         throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId });
       }
       if (commit === true) return;
-      // Only a COMMIT that got no answer is in doubt.
-      if (classify(commit) !== "connection-lost" || serverAnswered(commit) || !this.handler.verifyCommit) return this.onCommitError(commit);
+      // Only a COMMIT that got no answer is in doubt: a lost connection, or any other error the
+      // server did not send (a TLS or protocol error) that does not prove the COMMIT unsent.
+      if (!inDoubt(commit) || !this.handler.verifyCommit) return this.onCommitError(commit);
       const verdict = await this.handler.verifyCommit(conn, key, token).catch(() => "unknown" as const);
       log(`lost COMMIT reply verified: ${verdict}`);
       if (verdict === "committed") return;

@@ -2,9 +2,9 @@
 // It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
 // and re-runs through p-retry within the retry count and the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { classify, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../errors/classify.ts";
+import { classify, errorFacts, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../errors/classify.ts";
 import { ConnectFailedError, DatabaseUnavailableError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../errors/errors.ts";
-import { flightOf, mayHaveCommitted } from "../adapter/flight.ts";
+import { flightOf, mayHaveCommitted, type FlightRecord } from "../adapter/flight.ts";
 import { describeError, log } from "../log.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
 
@@ -60,8 +60,14 @@ type Verdict = { retry: true; errorClass: ErrorClass } | { retry: false; error: 
  */
 export function judge(error: unknown, what: Attempted, options: ResolvedOptions, attempts: number): Verdict {
   if (what.foreign?.()) return { retry: false, error };
-  const errorClass = classify(error, { flavor: options.flavor });
-  if (errorClass === "fatal") return { retry: false, error: rebuildTyped(error) };
+  const classified = classify(error, { flavor: options.flavor });
+  const record = flightOf(error);
+  // An error the classifier does not name (a TLS or protocol error) at a COMMIT, or at a write
+  // outside a transaction, that no server sent and that does not prove it unsent: the write may
+  // have committed, as after a lost connection, and its connection is as unusable.
+  const unanswered = classified === "fatal" && record !== undefined && unansweredWrite(error, record);
+  if (classified === "fatal" && !unanswered) return { retry: false, error: rebuildTyped(error) };
+  const errorClass: ErrorClass = unanswered ? "connection-lost" : classified;
   const unknown = (inFlight: OutcomeUnknownDetails["inFlight"], statement?: string, threadId?: number, verificationIncomplete?: boolean) => ({
     retry: false as const,
     error: new OutcomeUnknownError(
@@ -70,7 +76,6 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
     ),
   });
 
-  const record = flightOf(error);
   if (what.committedEarlier?.() && !record?.committedEarlier) {
     return errorClass === "connection-lost" ? unknown("implicit-commit") : { retry: false, error };
   }
@@ -97,6 +102,15 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
   }
   if (what.readOnly()) return { retry: true, errorClass };
   return unknown("unknown");
+}
+
+/** A COMMIT, or an autocommit write, that failed with no server answer and may have been sent. */
+function unansweredWrite(error: unknown, record: FlightRecord): boolean {
+  if (record.phase !== "commit" && record.phase !== "autocommit") return false;
+  if (record.readOnly || record.notSent || record.answered || serverAnswered(error)) return false;
+  // This package's own typed errors are final.
+  const e = error as any;
+  return errorFacts(error).verdict === undefined && e?.name !== "ConnectFailedError" && e?.code !== "RESILIENCE_CONNECT_FAILED";
 }
 
 /**

@@ -1,6 +1,7 @@
 // A TCP proxy on loopback between the app and the server, to inject network faults the server
 // cannot: resets (RST), silent drops (no FIN, no RST: bytes just stop arriving, as behind a NAT
 // that forgot the flow), added latency, and "lose the reply to a COMMIT".
+import { randomBytes } from "node:crypto";
 import { createServer, connect, type Server, type Socket } from "node:net";
 
 export type ProxyMode = "pass" | "drop";
@@ -17,6 +18,10 @@ interface Link {
   held?: Buffer[];
   /** The server closed while bytes were held: the client is told after them. */
   heldEnd?: boolean;
+  /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
+  garble?: () => void;
+  /** While set, the client's bytes to the server wait here (holdFrom), in order. */
+  heldUp?: Buffer[];
 }
 
 export class FaultProxy {
@@ -91,6 +96,17 @@ export class FaultProxy {
           return;
         }
         if (fromClient) for (const tap of this.clientDataTaps) if (tap(link, chunk)) return;
+        if (fromClient && link.heldUp) {
+          link.heldUp.push(chunk);
+          return;
+        }
+        if (!fromClient && link.garble) {
+          chunk = Buffer.from(chunk);
+          chunk[chunk.length - 1] ^= 0xff;
+          const done = link.garble;
+          link.garble = undefined;
+          done();
+        }
         if (!fromClient && link.held) {
           link.held.push(chunk);
           return;
@@ -228,6 +244,78 @@ export class FaultProxy {
         }
       },
     };
+  }
+
+  /**
+   * Holds the client's bytes from the MySQL packet that contains `marker` on: the packets before it
+   * in the same chunk (pipelined commands) go to the server, that one and everything after wait
+   * until `release()`. `seen` resolves when the packet was held. E.g. a mark goes through and its
+   * COMMIT waits, while another node aborts the transaction.
+   */
+  holdFrom(marker: string): { seen: Promise<void>; release: () => void } {
+    const needle = Buffer.from(marker);
+    let held: Link | undefined;
+    let markSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (markSeen = resolve));
+    const tap = (link: Link, chunk: Buffer) => {
+      if (!chunk.includes(needle)) return false;
+      this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+      // Packets: a 3-byte length and a sequence number, then the payload.
+      let start = 0;
+      for (let pos = 0; pos + 4 <= chunk.length; ) {
+        const end = pos + 4 + chunk.readUIntLE(pos, 3);
+        if (chunk.subarray(pos + 4, end).includes(needle)) {
+          start = pos;
+          break;
+        }
+        pos = end;
+      }
+      if (start > 0) link.upstream.write(chunk.subarray(0, start));
+      link.heldUp = [chunk.subarray(start)];
+      held = link;
+      markSeen();
+      return true;
+    };
+    this.clientDataTaps.push(tap);
+    return {
+      seen,
+      release: () => {
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        const chunks = held?.heldUp;
+        if (!held || !chunks) return;
+        held.heldUp = undefined;
+        for (const c of chunks) if (!held.dropped && !held.upstream.destroyed) held.upstream.write(c);
+      },
+    };
+  }
+
+  /**
+   * Garbles the reply to the next bytes any client sends (made for TLS: the record fails its
+   * integrity check, and the driver gets an ERR_SSL_* error, not a lost connection). `deliver`:
+   * those bytes reach the server and the last byte of its next chunk back is flipped (a COMMIT
+   * commits, its reply is garbage); otherwise they are swallowed, the server's side is closed and
+   * the client gets a record of random bytes. Resolves once the garbage went out.
+   */
+  garbleNextReply(deliver: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const tap = (link: Link) => {
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        if (deliver) {
+          link.garble = resolve;
+          return false;
+        }
+        link.upstream.destroy();
+        link.dropped = true;
+        this.links.delete(link);
+        // A TLS application-data record (type 23, version 3.3) holding 48 random bytes.
+        const garbage = Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x30]), randomBytes(48)]);
+        if (!link.client.destroyed) link.client.write(garbage);
+        setTimeout(() => link.client.destroy(), 2000).unref();
+        resolve();
+        return true;
+      };
+      this.clientDataTaps.push(tap);
+    });
   }
 
   /** The next client packet containing `marker` goes to `upstream`'s care; the client is reset (after `hold`). */
