@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { flavorOf, processlist, serverIdentityOf, serverSql, sessionIdentityOf, sessionSql } from "../src/adapter/identity.ts";
 import { classify } from "../src/index.ts";
+import { ResilientTransaction } from "../src/adapter/transaction.ts";
 import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";
 import { ledgerRows, uniqueKey } from "./support/data.ts";
 import { connectDatabase, type TestDatabase } from "./support/mariadb.ts";
@@ -45,6 +46,39 @@ describe("MySQL 8 shapes (hand-built, not from a real server)", () => {
       waitTimeout: 28800,
     });
     assert.deepEqual(serverIdentityOf(row), identity!.server);
+  });
+
+  // A connection as the mariadb driver hands it to the adapter, with the handshake of `flavor`; it records
+  // every text command the transaction sends itself (Prisma's own statements go through `inner`).
+  function transactionOn(serverVersion: { raw: string; mariaDb: boolean }) {
+    const sent: string[] = [];
+    const conn = { info: { status: 1, serverVersion }, query: async (sql: string) => (sent.push(sql), [{ t: 1 }]) };
+    const inner: any = {
+      provider: "mysql",
+      adapterName: "fake",
+      options: {},
+      conn,
+      queryRaw: async () => ({ rows: [] }),
+      executeRaw: async () => 1,
+      commit: async () => undefined,
+      rollback: async () => undefined,
+    };
+    const handler: any = { suspect: async () => undefined, killGhost: async () => undefined };
+    return { tx: new ResilientTransaction(inner, handler), sent };
+  }
+
+  test("a writing transaction's COMMIT on MySQL sends no `SELECT @@in_transaction` (MySQL answers it with an error)", async () => {
+    const { tx, sent } = transactionOn({ raw: "8.0.36", mariaDb: false });
+    await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
+    await tx.commit();
+    assert.deepEqual(sent, []);
+  });
+
+  test("on MariaDB the guard still goes with the COMMIT (a Galera node can end a transaction silently)", async () => {
+    const { tx, sent } = transactionOn({ raw: "10.11.19-MariaDB", mariaDb: true });
+    await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
+    await tx.commit();
+    assert.deepEqual(sent, ["SELECT @@in_transaction AS t"]);
   });
 
   test("4031 is MySQL's inactivity disconnect (MySQL 8.0.24+; on MariaDB it means something else)", () => {

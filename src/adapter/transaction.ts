@@ -3,6 +3,7 @@
 // the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
 import { classify, errorFacts, provesNotSent, serverAnswered } from "../errors/classify.ts";
 import { log } from "../log.ts";
+import { flavorOf } from "./identity.ts";
 import { makeRecord, tag, type FlightPhase, type RecordContext } from "./flight.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
@@ -209,7 +210,9 @@ export class ResilientTransaction implements TransactionLike {
     const key = this.wrote && !this.committedEarlier && typeof conn?.query === "function" ? this.handler.markKeyOf?.(conn) : undefined;
     if (this.ended !== undefined) return Promise.reject(this.ended);
     if (key === undefined) {
-      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function") return this.inner.commit().catch((e) => this.onCommitError(e));
+      // MySQL has no @@in_transaction (it would answer the guard with an error): there the status
+      // flag after each statement (stillOpen) and the COMMIT's own answer decide.
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || flavorOf(conn) === "mysql") return this.inner.commit().catch((e) => this.onCommitError(e));
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
       const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
