@@ -88,7 +88,7 @@ describe("a large statement over a slow uplink", () => {
         const author = await prisma.user.create({ data: { email: `${uniqueKey("big")}@example.com` } });
         const title = uniqueKey("big");
         const body = "b".repeat(BODY);
-        const r = await settle(
+        const r = await settle<unknown>(
           variant === "create"
             ? prisma.post.create({ data: { title, body, authorId: author.id }, select: { id: true } })
             : prisma.$executeRaw`INSERT INTO Post (title, body, authorId) VALUES (${title}, ${body}, ${author.id})`,
