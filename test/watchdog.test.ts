@@ -107,3 +107,31 @@ describe("a large statement over a slow uplink", () => {
     });
   }
 });
+
+describe("a large statement whose reply is lost", () => {
+  // It runs 0.5 s, so the server answers after the watchdog has first seen it waiting: the session
+  // has been idle for less time than the statement has waited.
+  test("the server has answered it (idle since): the connection is cut and the read re-runs", { timeout: 30_000 }, async () => {
+    const proxy = await startProxy(db.host, db.port);
+    try {
+      const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 2 }));
+      await prisma.$queryRawUnsafe("SELECT 1");
+      // The reply to this 60 KB statement never comes back on its connection (held until the end).
+      const held = proxy.holdReplyTo("SELECT 'held-large'");
+      const big = "q".repeat(60_000);
+      const r = await settle(
+        Promise.race([
+          prisma.$queryRawUnsafe<{ n: bigint }[]>("SELECT 'held-large' AS m, SLEEP(0.5) AS s, LENGTH(?) AS n", big),
+          sleep(10_000, "still waiting", { ref: false }).then((v) => Promise.reject(new Error(v))),
+        ]),
+      );
+      held.release();
+      console.log(JSON.stringify({ ok: r.ok, ms: Math.round(r.ms), retries: retries.length, error: r.error ? String(r.error.message).slice(0, 160) : null }));
+      assert.equal(r.ok, true, `the read succeeded: ${r.error}`);
+      assert.equal(Number((r.value as any)[0].n), 60_000);
+      assert.equal(retries.length, 1, "re-run once, after the watchdog cut the connection");
+    } finally {
+      await proxy.close();
+    }
+  });
+});
