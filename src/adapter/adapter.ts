@@ -14,9 +14,12 @@ import {
   redactedUrl,
   refusalOf,
   flavorOf,
+  isSessionRow,
+  processlist,
   restartOf,
   sameServer,
   sessionIdentityOf,
+  sessionRowSql,
   sessionSql,
   SideConnections,
   type ConnOptions,
@@ -67,19 +70,52 @@ export function isResilientAdapter(value: unknown): boolean {
   return typeof value === "object" && value !== null && (value as any)[WRAPPED] === true;
 }
 
+/**
+ * A command this large (bytes written since the connection was last seen before it) may still be on
+ * its way to the server after silentAfter: the server shows `Sleep` until it has read the whole
+ * packet, over a slow link for seconds (more than certainly fits in flight at once).
+ */
+const LARGE_COMMAND_BYTES = 16 * 1024;
+
 /** What the watchdog remembers about a pool connection that is waiting for a reply. */
-interface Watch {
-  bytes: number;
-  /** The command it waits on (the driver's receive queue's head). */
-  waitingOn: unknown;
+interface Watch extends WaitState {
+  /**
+   * When the command it waits on was first seen (kept across progress): the server had finished
+   * every command before it by then (their replies had arrived).
+   */
+  seen: number;
+  /** Bytes written since the connection was last seen before that command: at least the command's own size. */
+  sent: number;
+  /** Commands in the receive queue: behind the head, some of `sent` may be theirs. */
+  queued: number;
   since: number;
   nextCheck: number;
   checks: number;
 }
 
-/** The command a connection waits on, and the bytes it has read: a change is progress. */
-function waitState(conn: any): { bytes: number; waitingOn: unknown } {
-  return { bytes: conn.socket?.bytesRead ?? -1, waitingOn: conn.receiveQueue?.peekFront?.() };
+interface WaitState {
+  /** Bytes read from the socket. */
+  bytes: number;
+  /** Bytes the driver has written to the socket, and those of them not yet handed to the kernel. */
+  written: number;
+  pending: number;
+  /** The command it waits on (the driver's receive queue's head). */
+  waitingOn: unknown;
+}
+
+/** The command a connection waits on and its bytes read, written and still pending: a change is progress. */
+function waitState(conn: any): WaitState {
+  const socket = conn.socket;
+  return {
+    bytes: socket?.bytesRead ?? -1,
+    written: socket?.bytesWritten ?? -1,
+    pending: (socket?.writableLength ?? 0) + (socket?._handle?.writeQueueSize ?? 0),
+    waitingOn: conn.receiveQueue?.peekFront?.(),
+  };
+}
+
+function sameState(a: WaitState, b: WaitState): boolean {
+  return a.bytes === b.bytes && a.written === b.written && a.pending === b.pending && a.waitingOn === b.waitingOn;
 }
 
 class ResilientAdapter implements AdapterLike, FailureHandler {
@@ -102,6 +138,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   /** Who each connection is, as the server sees it (keyed by the connection's `info`, shared with the promise API). */
   private readonly sessions = new WeakMap<object, SessionIdentity>();
   private readonly watches = new Map<any, Watch>();
+  /** Bytes each connection had written when the watchdog last saw it with nothing to wait for. */
+  private readonly idleWritten = new WeakMap<object, number>();
   private queuedSince = 0;
   private lastProgress = 0;
   private queueNextCheck = 0;
@@ -323,6 +361,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private identify(conn: any) {
     if (!this.options.killGhostSessions && this.options.silentAfter === 0 && !this.options.verifyCommits) return;
     if (typeof conn.query !== "function" || !conn.info) return;
+    // Without it, the watchdog never cuts this connection and no ghost of it is killed.
+    const unidentified = () => log(`connection ${conn.threadId ?? "?"}: its session could not be identified (CONNECTION_ID() is another thread, or the query failed): never cut as silent`);
     try {
       conn.query(
         { sql: sessionSql(flavorOf(conn)) },
@@ -333,9 +373,9 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
           if (id && (!Number.isFinite(own) || id.threadId === own)) {
             this.sessions.set(conn.info, id);
             if (this.marks !== "off") this.nodes.seen(id);
-          }
+          } else unidentified();
         },
-        () => undefined,
+        unidentified,
       );
     } catch {
       // not the mariadb driver's connection: no identity, so never a kill
@@ -385,12 +425,18 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     for (const conn of this.conns) {
       if (!(conn.receiveQueue?.length > 0)) {
         this.watches.delete(conn);
+        this.idleWritten.set(conn, conn.socket?.bytesWritten ?? 0);
         continue;
       }
       const state = waitState(conn);
       const w = this.watches.get(conn);
-      if (!w || w.bytes !== state.bytes || w.waitingOn !== state.waitingOn) {
-        this.watches.set(conn, { ...state, since: now, nextCheck: 0, checks: 0 });
+      if (!w || !sameState(w, state)) {
+        const same = w !== undefined && w.waitingOn === state.waitingOn;
+        // Bytes written since last seen are this command's (or later ones'); with commands queued
+        // behind the previous head, what was counted for it may be this one's too.
+        const carried = w !== undefined && (same || w.queued > 1) ? w.sent : 0;
+        const sent = carried + state.written - (w ? w.written : (this.idleWritten.get(conn) ?? 0));
+        this.watches.set(conn, { ...state, seen: same ? w.seen : now, sent, queued: conn.receiveQueue.length, since: now, nextCheck: 0, checks: 0 });
         this.lastProgress = now;
         continue;
       }
@@ -431,7 +477,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       for (const conn of silent) {
         const w = this.watches.get(conn);
         const asked = performance.now();
-        const verdict = await this.sessionVerdict(side, conn, server);
+        const verdict = await this.sessionVerdict(side, conn, server, w);
         slowest = Math.max(slowest, performance.now() - asked);
         if (verdict === "executing") {
           if (w) w.nextCheck = performance.now() + backoff(++w.checks);
@@ -439,14 +485,14 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       }
       // An answer describes the session when the server read it. An idle session may just have
       // answered: its reply can still be on its way (a round trip's grace). A connection that has
-      // read a byte or moved on to another command since is not silent: the answer is stale.
+      // read or written a byte or moved on to another command since is not silent: the answer is stale.
       if (suspects.some((x) => x.verdict === "idle")) await sleep(Math.min(250, Math.max(20, slowest)), undefined, { ref: false });
       if (this.health.isClosed) return;
       // Each connection still silent is destroyed in this same tick (nothing more can be sent on it),
       // and only then is its idle session ended: the KILL can only reach the ghost.
       const dead = suspects.filter(({ conn, w }) => {
         const now = waitState(conn);
-        const still = w !== undefined && conn.receiveQueue?.length > 0 && now.bytes === w.bytes && now.waitingOn === w.waitingOn;
+        const still = w !== undefined && conn.receiveQueue?.length > 0 && sameState(now, w);
         if (!still) log(`connection ${conn.threadId ?? "?"} got an answer while its session was being checked: left alone`);
         return still;
       });
@@ -460,22 +506,34 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     });
   }
 
-  private async sessionVerdict(side: SideConnection, conn: any, server: any): Promise<"executing" | "idle" | "gone"> {
-    const threadId = Number(conn.threadId ?? conn.info?.threadId);
-    if (!Number.isFinite(threadId)) return "executing"; // cannot tell: never cut it
+  /**
+   * What a silent connection's session is doing, as the server tells it. Only a session that is
+   * provably this connection's (its identity, on the same server) is ever "idle" or "gone": without
+   * that, a thread id looked up over the side connection may be another session's, or none, on
+   * another server (a proxy, a balancer), and a silent statement (a lock wait) is cut on a healthy
+   * server. Then it is taken as executing: a dead link is left to the driver's socketTimeout.
+   */
+  private async sessionVerdict(side: SideConnection, conn: any, server: any, w: Watch | undefined): Promise<"executing" | "idle" | "gone"> {
     const identity = conn.info ? this.sessions.get(conn.info) : undefined;
-    const rows: any[] = await side.query("SELECT USER AS user, HOST AS host, COMMAND AS command FROM information_schema.PROCESSLIST WHERE ID = ?", [threadId]);
+    if (!identity || !server || !w) return "executing";
+    if (!sameServer(identity.server, server)) {
+      // The same host and port, started later: a restart, no session from before survives it.
+      // Another server (a proxy in front of a cluster): its sessions are out of sight; never cut.
+      return restartOf(server, identity.server) ? "gone" : "executing";
+    }
+    const asked = performance.now();
+    const rows: any[] = await side.query(sessionRowSql(flavorOf(side)), [identity.threadId]);
     const row = rows?.[0];
-    if (identity && server) {
-      if (!sameServer(identity.server, server)) {
-        // The same host and port, started later: a restart, no session from before survives it.
-        // Another server (a proxy in front of a cluster): its sessions are out of sight; never cut.
-        return restartOf(server, identity.server) ? "gone" : "executing";
-      }
-      if (!row || row.user !== identity.user || row.host !== identity.host) return "gone";
-    } else if (!row || (this.config?.user !== undefined && row.user !== this.config.user)) return "gone";
-    if (row.command === "Sleep") return "idle";
-    return "executing";
+    if (!isSessionRow(row, identity)) return "gone";
+    if (row.command !== "Sleep") return "executing";
+    // A server still reading a command shows `Sleep` too, idle since its previous command ended
+    // (TIME_MS, measured). Idle for less time than since this command was first seen: the server
+    // has finished it (the reply is lost). Else it may not have wholly reached the server. A small
+    // one would have (it was lost on the way); a large one, or one whose bytes have not all left
+    // this side, may still be arriving over a slow link: never cut (nor when it was answered before
+    // the watchdog first saw it, within a scan: its lost reply is left to socketTimeout).
+    if (Number(row.ms) < asked - w.seen) return "idle";
+    return w.sent > LARGE_COMMAND_BYTES || w.pending > 0 ? "executing" : "idle";
   }
 
   /**
@@ -487,7 +545,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     const identity = conn?.info ? this.sessions.get(conn.info) : undefined;
     if (!identity || !server || !sameServer(identity.server, server)) return;
     const rows: any[] = await side.query(
-      `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND USER = ? AND HOST = ?${state === "idle" ? " AND COMMAND = 'Sleep'" : ""}`,
+      `SELECT ID FROM ${processlist(flavorOf(side))} WHERE ID = ? AND USER = ? AND HOST = ?${state === "idle" ? " AND COMMAND = 'Sleep'" : ""}`,
       [identity.threadId, identity.user, identity.host],
     );
     if (!rows?.length) return;

@@ -69,6 +69,16 @@ export function processlist(flavor: Flavor): string {
   return flavor === "mysql" ? "performance_schema.processlist" : "information_schema.PROCESSLIST";
 }
 
+/**
+ * What one session is doing (`?`: its thread id): user, client host, command, and `ms`, how long it
+ * has been in that command at most. MySQL counts whole seconds: the bound is the next second.
+ */
+export function sessionRowSql(flavor: Flavor): string {
+  return flavor === "mysql"
+    ? "SELECT USER AS user, HOST AS host, COMMAND AS command, (TIME + 1) * 1000 AS ms FROM performance_schema.processlist WHERE ID = ?"
+    : "SELECT USER AS user, HOST AS host, COMMAND AS command, TIME_MS AS ms FROM information_schema.PROCESSLIST WHERE ID = ?";
+}
+
 /** The statement that reads the server's identity (a side connection's). */
 export function serverSql(flavor: Flavor): string {
   return flavor === "mysql" ? MYSQL_SERVER : MARIADB_SERVER;

@@ -29,7 +29,7 @@ export type ProbeResult =
   | { ok: true }
   | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
 
-export { flavorOf, processlist, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "./identity.ts";
+export { flavorOf, isSessionRow, processlist, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionRowSql, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "./identity.ts";
 
 let driver: Promise<any> | undefined;
 function loadDriver(): Promise<any> {

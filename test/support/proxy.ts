@@ -1,6 +1,6 @@
 // A TCP proxy on loopback between the app and the server, to inject network faults the server
 // cannot: resets (RST), silent drops (no FIN, no RST: bytes just stop arriving, as behind a NAT
-// that forgot the flow), added latency, and "lose the reply to a COMMIT".
+// that forgot the flow), added latency, a slow uplink, and "lose the reply to a COMMIT".
 import { randomBytes } from "node:crypto";
 import { createServer, connect, type Server, type Socket } from "node:net";
 
@@ -22,7 +22,16 @@ interface Link {
   garble?: () => void;
   /** While set, the client's bytes to the server wait here (holdFrom), in order. */
   heldUp?: Buffer[];
+  /** Client bytes waiting for the throttle (throttleUp), in order, and the timer that forwards them. */
+  upQueue?: Buffer[];
+  upQueued?: number;
+  upTimer?: NodeJS.Timeout;
 }
+
+// The throttle forwards a slice every THROTTLE_TICK_MS and stops reading from the client while this
+// much waits (TCP backpressure, as on a slow link).
+const THROTTLE_TICK_MS = 10;
+const THROTTLE_QUEUE_MAX = 64 * 1024;
 
 export class FaultProxy {
   readonly host = "127.0.0.1";
@@ -30,6 +39,11 @@ export class FaultProxy {
   mode: ProxyMode = "pass";
   /** Delay added to every chunk, in ms, in both directions. */
   delayMs = 0;
+  /**
+   * Client-to-server bandwidth in bytes/s (0: unlimited), for links opened from now on: a slow
+   * uplink, so that the server reads a large statement bit by bit.
+   */
+  throttleUp = 0;
   private server: Server;
   private links = new Set<Link>();
   private nextId = 1;
@@ -87,6 +101,34 @@ export class FaultProxy {
     upstream.setNoDelay(true);
     const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop", stale: false };
     this.links.add(link);
+    const rate = this.throttleUp;
+    const send = (to: Socket, chunk: Buffer) => {
+      if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
+      else if (!to.destroyed) to.write(chunk);
+    };
+    const throttled = (chunk: Buffer) => {
+      (link.upQueue ??= []).push(chunk);
+      link.upQueued = (link.upQueued ?? 0) + chunk.length;
+      if (link.upQueued > THROTTLE_QUEUE_MAX) client.pause();
+      link.upTimer ??= setInterval(() => {
+        let budget = Math.max(1, Math.round((rate * THROTTLE_TICK_MS) / 1000));
+        const queue = link.upQueue!;
+        while (budget > 0 && queue.length > 0 && !link.dropped) {
+          const head = queue[0];
+          const n = Math.min(budget, head.length);
+          send(upstream, head.subarray(0, n));
+          budget -= n;
+          link.upQueued! -= n;
+          if (n === head.length) queue.shift();
+          else queue[0] = head.subarray(n);
+        }
+        if (link.upQueued! <= THROTTLE_QUEUE_MAX) client.resume();
+        if (queue.length === 0 || link.dropped) {
+          clearInterval(link.upTimer);
+          link.upTimer = undefined;
+        }
+      }, THROTTLE_TICK_MS);
+    };
     const forward = (from: Socket, to: Socket, fromClient: boolean) => {
       from.on("data", (chunk: Buffer) => {
         if (link.dropped) return;
@@ -111,8 +153,8 @@ export class FaultProxy {
           link.held.push(chunk);
           return;
         }
-        if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
-        else if (!to.destroyed) to.write(chunk);
+        if (fromClient && rate > 0) throttled(chunk);
+        else send(to, chunk);
       });
       from.on("end", () => {
         if (link.dropped) return;
@@ -124,6 +166,8 @@ export class FaultProxy {
         else to.end();
       });
       from.on("close", () => {
+        // Whatever still waits for the throttle goes nowhere (the client is gone, or the server).
+        clearInterval(link.upTimer);
         if (link.dropped || link.stale) return;
         // Held bytes first: release() ends the client after them (and then nothing is destroyed here).
         if (!fromClient && (link.held || link.heldEnd)) {
@@ -347,6 +391,7 @@ export class FaultProxy {
   /** Destroys everything, including black-holed links. */
   async close() {
     for (const link of this.links) {
+      clearInterval(link.upTimer);
       link.client.destroy();
       link.upstream.destroy();
     }
