@@ -11,9 +11,10 @@ import type { TestDatabase } from "./support/mariadb.ts";
 import { startProxy } from "./support/proxy.ts";
 import { faultSuite } from "./support/suite.ts";
 import { withParams } from "./support/clients.ts";
+import { uniqueKey } from "./support/data.ts";
 
 let db: TestDatabase;
-faultSuite((started) => (db = started), { checkDuplicates: true });
+const client = faultSuite((started) => (db = started), { checkDuplicates: true });
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, sleep(ms, undefined, { ref: false }).then(() => assert.fail(`${what} did not happen within ${ms} ms`))]);
@@ -195,6 +196,136 @@ describe("dispose() and a reconnect that fails half-way", () => {
         if (!restarted) await db.start();
         await adapter.dispose().catch(() => undefined);
       }
+    });
+  }
+});
+
+// `killGhostSessions: false`: this package sends no KILL at all (counted by the server: Com_kill).
+// Nothing else sends KILL to this server while a test counts.
+describe("killGhostSessions: false sends no KILL", () => {
+  const kills = () => db.statusCounter("Com_kill");
+
+  for (const kill of [true, false]) {
+    test(`a silently dropped transaction's ghost (killGhostSessions: ${kill}): ${kill ? "KILLed" : "no KILL"}`, async () => {
+      const proxy = await startProxy(db.host, db.port);
+      let ghost: number | undefined;
+      try {
+        const { prisma } = client(withParams(proxy.urlFor(db.url), { socketTimeout: 1000, connectionLimit: 2 }), { retries: 0, adapter: { killGhostSessions: kill, verifyCommits: false } });
+        const user = await prisma.user.create({ data: { email: `${uniqueKey("lc-ghost")}@example.com` } });
+        const before = await kills();
+        const result = await prisma
+          .$transaction(async (tx) => {
+            await tx.user.update({ where: { id: user.id }, data: { balance: { increment: 1 } } });
+            const [{ id }] = await tx.$queryRaw<{ id: bigint }[]>`SELECT CONNECTION_ID() AS id`;
+            ghost = Number(id);
+            proxy.dropAll(); // this transaction's connection goes silent; new connections pass
+            return tx.user.findUniqueOrThrow({ where: { id: user.id } });
+          })
+          .then(() => "committed", (e) => String(e?.name));
+        await sleep(1500); // the watchdog's check and the ghost kill, if any, are done
+        const sent = (await kills()) - before;
+        const present = (await db.appConnections()).some((c) => c.id === ghost);
+        console.log(`    ${JSON.stringify({ kill, result, sent, ghostPresent: present })}`);
+        assert.notEqual(result, "committed");
+        assert.equal(sent, kill ? 1 : 0, `KILLs sent: ${sent}`);
+        assert.equal(present, !kill, kill ? "the ghost is gone" : "the ghost is left alone");
+      } finally {
+        await proxy.close();
+        await until("the ghost gone with the proxy", async () => !(await db.appConnections()).some((c) => c.id === ghost), 5000);
+      }
+      const [row] = await db.admin<any[]>(`SELECT balance FROM \`${db.database}\`.User WHERE email LIKE 'lc-ghost%' ORDER BY id DESC LIMIT 1`);
+      assert.equal(Number(row.balance), 0, "the ghost's increment never committed");
+    });
+
+    test(`a lost COMMIT's verification (killGhostSessions: ${kill}): ${kill ? "ends the old session with KILL, then re-runs once" : "no KILL; the session still there, the outcome is unknown (never 'not committed')"}`, async () => {
+      const proxy = await startProxy(db.host, db.port);
+      let runs = 0;
+      const verdicts: string[] = [];
+      let outcome: string;
+      try {
+        const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { socketTimeout: 1000, connectionLimit: 2 }), {
+          deadline: 10_000,
+          adapter: { killGhostSessions: kill, verifyTimeout: 1500, onCommitVerified: (v) => verdicts.push(v.verdict) },
+        });
+        const user = await prisma.user.create({ data: { email: `${uniqueKey("lc-commit")}@example.com` } });
+        await sleep(200);
+        const before = await kills();
+        outcome = await prisma
+          .$transaction(async (tx: any) => {
+            runs++;
+            await tx.user.update({ where: { id: user.id }, data: { balance: { increment: 1 } } });
+            if (runs === 1) proxy.dropAll(); // the COMMIT (and its mark) go nowhere; the session keeps its row lock
+            return "resolved";
+          })
+          .then((r: string) => r, (e: any) => String(e?.name));
+        const sent = (await kills()) - before;
+        console.log(`    ${JSON.stringify({ kill, outcome, runs, retries: retries.length, verdicts, sent })}`);
+        assert.equal(sent, kill ? 1 : 0, `KILLs sent: ${sent}`);
+        if (kill) {
+          assert.equal(outcome, "resolved");
+          assert.deepEqual(verdicts, ["not-committed"]);
+          assert.equal(runs, 2, "found not committed (its session ended first), run again");
+        } else {
+          assert.equal(outcome, "OutcomeUnknownError", "the old session could still commit: unknown, not re-run");
+          assert.deepEqual(verdicts, ["unknown"]);
+          assert.equal(runs, 1);
+        }
+        await proxy.close(); // the old session ends with its link: its transaction rolls back
+        await sleep(300);
+        const [row] = await db.admin<any[]>(`SELECT balance FROM \`${db.database}\`.User WHERE id = ?`, [user.id]);
+        assert.equal(Number(row.balance), kill ? 1 : 0, kill ? "applied once" : "nothing applied");
+      } finally {
+        await proxy.close().catch(() => undefined);
+      }
+    });
+
+    if (!kill)
+      test("a COMMIT delivered, its reply lost (killGhostSessions: false): the old session ends by itself, verified committed without a KILL, one row", async () => {
+        const proxy = await startProxy(db.host, db.port);
+        try {
+          const verdicts: string[] = [];
+          const { prisma, retries } = client(withParams(proxy.urlFor(db.url), { connectionLimit: 2 }), { adapter: { killGhostSessions: false, onCommitVerified: (v) => verdicts.push(v.verdict) } });
+          const key = uniqueKey("lc-lost-reply");
+          await prisma.ledger.count();
+          await sleep(200);
+          const before = await kills();
+          const lost = proxy.loseReplyTo("COMMIT");
+          const row = await prisma.ledger.create({ data: { key, amount: 1 } });
+          await within(lost, 5000, "a COMMIT");
+          const sent = (await kills()) - before;
+          const n = Number((await db.admin<any[]>(`SELECT COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` = ?`, [key]))[0].n);
+          console.log(`    ${JSON.stringify({ verdicts, retries: retries.length, sent, rows: n })}`);
+          assert.equal(row.key, key);
+          assert.deepEqual(verdicts, ["committed"]);
+          assert.equal(retries.length, 0);
+          assert.equal(sent, 0, "no KILL");
+          assert.equal(n, 1);
+        } finally {
+          await proxy.close();
+        }
+      });
+
+    test(`a busy pooled connection destroyed (killGhostSessions: ${kill}): ${kill ? "its session is KILLed" : "no KILL, neither ours nor the driver's"}`, async () => {
+      const adapter: any = await withResilience(new PrismaMariaDb(withParams(db.url, { connectionLimit: 2 })), { killGhostSessions: kill }).connect();
+      try {
+        const conn = await adapter.underlyingDriver().getConnection();
+        await sleep(200); // its identity is read
+        const busy = conn.query("SELECT SLEEP(2), 'lc_destroyed'").then(() => "answered", (e: any) => e?.errno);
+        const row = await db.waitForStatement("lc_destroyed");
+        const before = await kills();
+        conn.destroy();
+        const failedWith = await within(busy, 5000, "the destroyed connection's call failing");
+        await sleep(500); // a KILL, if any, has been sent
+        const sent = (await kills()) - before;
+        const present = (await db.appConnections()).some((c) => c.id === row.id && c.command !== "Killed");
+        console.log(`    ${JSON.stringify({ kill, failedWith, sent, sessionPresent: present })}`);
+        assert.notEqual(failedWith, "answered");
+        assert.equal(sent, kill ? 1 : 0, `KILLs sent: ${sent}`);
+        assert.equal(present, !kill, kill ? "its session ended" : "its session left to finish on its own");
+      } finally {
+        await adapter.dispose();
+      }
+      await until("the session gone", async () => (await db.appConnections()).length === 0, 5000);
     });
   }
 });

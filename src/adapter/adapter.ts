@@ -567,6 +567,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout, {
             nodes: this.nodes,
             refusedMeansStopped: this.options.refusedMeansStopped,
+            killSessions: this.options.killGhostSessions,
           });
     try {
       this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
