@@ -64,6 +64,9 @@ const STARTUP_GRACE_MS = 250;
 const SCAN_MS = 250;
 // Side work (a session check, a ghost kill) never outlives this: its connection is destroyed.
 const SIDE_WORK_MS = 2000;
+// dispose() waits this long at most for the pools to end (mariadb's pool.end() itself gives busy
+// connections 10 s, then destroys them).
+const POOL_END_MS = 11_000;
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
@@ -127,6 +130,12 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   /** The factory builds its pool from settings (URL or config), so it can build a fresh one. */
   private ownsPool = false;
   private readonly retiredPools = new WeakSet<object>();
+  /** Every pool the factory built for this adapter and not yet ended, whatever became of its connect(). */
+  private readonly pools = new Set<any>();
+  /** Pools being ended (retired, or by dispose()): dispose() awaits them. */
+  private readonly endings = new Set<Promise<void>>();
+  /** The pool each adapter the factory returned uses. */
+  private readonly poolOf = new WeakMap<object, any>();
   private config?: ConnOptions;
   private target?: ProbeTarget;
   /** The pool's open connections (mariadb Connection objects), for the watchdog and outages. */
@@ -236,10 +245,13 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     if (pool) {
       this.ownsPool = true;
       this.pool = pool;
+      this.pools.add(pool);
+      trackCreations(pool);
       this.config = pool.opts.connOptions;
       this.watch(pool);
     }
     return Promise.resolve(result).then((adapter: AdapterLike) => {
+      if (pool) this.poolOf.set(adapter, pool);
       if (!pool) {
         // A pool the app made itself: watched, never replaced (the adapter cannot build another).
         const driverPool = (adapter as any).underlyingDriver?.();
@@ -382,13 +394,19 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     }
   }
 
-  private retirePool() {
-    const pool = this.pool;
+  /** Ends a pool (the current one by default), once; dispose() awaits the ending. */
+  private retirePool(pool = this.pool) {
     if (!pool || this.retiredPools.has(pool)) return;
     this.retiredPools.add(pool);
-    void Promise.resolve()
+    const ending: Promise<void> = Promise.resolve()
       .then(() => pool.end())
-      .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`));
+      .then(() => creationsSettled(pool))
+      .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`))
+      .finally(() => {
+        this.endings.delete(ending);
+        this.pools.delete(pool);
+      });
+    this.endings.add(ending);
   }
 
   /** Outage: every connection waiting for a reply is destroyed now; its caller goes on under the safety rule. */
@@ -399,10 +417,18 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private async reconnect(): Promise<void> {
     // A pool the app made itself cannot be rebuilt: the existing one goes on (it reconnects at its own pace).
     if (!this.ownsPool) return;
-    this.retirePool(); // a pool from a reconnect that failed half-way
-    const next = await this.connectInner();
+    if (this.health.isClosed) throw new Error("closed");
+    this.retirePool();
+    let next: AdapterLike;
+    try {
+      next = await this.connectInner();
+    } catch (e) {
+      // The factory failed after building its pool (half-built): that pool and its timers end now.
+      this.retirePool();
+      throw e;
+    }
     if (this.health.isClosed) {
-      // Disposed while the fresh pool was being built: end that pool here (dispose() ended the old one).
+      // Disposed while the fresh pool was being built: dispose() ended its pool; the adapter is let go too.
       await next.dispose().catch(() => undefined);
       throw new Error("closed");
     }
@@ -603,6 +629,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       !identity || this.health.isClosed ? "unknown" : await verifyCommit(this.health.side, identity, key, token, started + this.options.verifyTimeout, {
             nodes: this.nodes,
             refusedMeansStopped: this.options.refusedMeansStopped,
+            killSessions: this.options.killGhostSessions,
           });
     try {
       this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
@@ -760,16 +787,32 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         : this.gated("begin", "BEGIN", () => this.current.startTransaction(isolationLevel));
     return started.then((tx) => new ResilientTransaction(tx, this));
   }
-  /** Ends the pool (once: a second call returns the first one's promise) and leaves no timer, probe or socket behind. */
+  /**
+   * Ends every pool this adapter built and waits for them (once: a second call returns the first
+   * one's promise): the one in use, those retired during an outage, one half-built by a reconnect
+   * that failed or is still under way. Leaves no timer, probe or socket behind.
+   */
   dispose() {
     this.disposing ??= (async () => {
       this.onDisposed?.();
       if (this.watchdog) clearInterval(this.watchdog);
       this.health.close();
-      const pool = this.pool;
-      if (pool && this.retiredPools.has(pool)) return; // already ended during an outage
-      if (pool) this.retiredPools.add(pool);
-      await this.current?.dispose();
+      const current = this.current;
+      const own = current ? this.poolOf.get(current) : undefined;
+      // The adapter in use ends its own pool, unless that pool was already ended (retired).
+      const disposing = own && this.retiredPools.has(own) ? undefined : current?.dispose();
+      if (own) this.retiredPools.add(own);
+      for (const pool of this.pools) this.retirePool(pool);
+      // mariadb's pool.end() gives a busy connection 10 s, then destroys it: bounded, also here.
+      let timer: NodeJS.Timeout | undefined;
+      const cutOff = new Promise<void>((resolve) => (timer = setTimeout(resolve, POOL_END_MS)));
+      const ownEnded = disposing?.then(() => {
+        if (own) this.pools.delete(own);
+        return own && creationsSettled(own);
+      });
+      const ended = Promise.allSettled([ownEnded, ...this.endings]).then(() => undefined);
+      await Promise.race([ended, cutOff]).finally(() => clearTimeout(timer));
+      await disposing;
     })();
     return this.disposing;
   }
@@ -777,6 +820,52 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   underlyingDriver(): unknown {
     return (this.current as any).underlyingDriver?.();
   }
+}
+
+const creating = new WeakMap<object, { pending: number; settled: Array<() => void> }>();
+
+/**
+ * mariadb's pool.end() does not wait for a connection it is still making: that one is closed only
+ * once it is made (up to connectTimeout later). Counts the connects in flight (each call of
+ * _createPoolConnection makes one, settled in _prepareNewConnection or
+ * _handleConnectionCreationError; a retry the ended pool no longer runs is none), so that ending a
+ * pool can wait for them (see creationsSettled).
+ */
+function trackCreations(pool: any) {
+  const create = pool?._createPoolConnection;
+  const made = pool?._prepareNewConnection;
+  const failed = pool?._handleConnectionCreationError;
+  if (typeof create !== "function" || typeof made !== "function" || typeof failed !== "function" || creating.has(pool)) return;
+  const state = { pending: 0, settled: [] as Array<() => void> };
+  creating.set(pool, state);
+  const settle = () => {
+    if (state.pending > 0 && --state.pending === 0) for (const wake of state.settled.splice(0)) wake();
+  };
+  pool._createPoolConnection = function (...args: unknown[]) {
+    state.pending++;
+    try {
+      return create.apply(this, args);
+    } catch (e) {
+      settle();
+      throw e;
+    }
+  };
+  for (const [name, original] of [["_prepareNewConnection", made], ["_handleConnectionCreationError", failed]] as const) {
+    pool[name] = function (...args: unknown[]) {
+      try {
+        return original.apply(this, args);
+      } finally {
+        settle();
+      }
+    };
+  }
+}
+
+/** Resolves once the pool is making no connection any more (bounded by the driver's connectTimeout). */
+function creationsSettled(pool: any): Promise<void> | undefined {
+  const state = creating.get(pool);
+  if (!state || state.pending === 0) return;
+  return new Promise((resolve) => state.settled.push(resolve));
 }
 
 // Pool errors that mean "no connection could be made": their cause says why.

@@ -25,7 +25,14 @@ export interface ResilientAdapterOptions {
    * the watchdog off.
    */
   silentAfter?: number;
-  /** End the server-side session of a silently dropped transaction (KILL <thread id>). Default true. */
+  /**
+   * May this package send `KILL <thread id>` (only ever to a session that is provably this app's
+   * connection's): to end the ghost session of a silently dropped transaction, the session of a
+   * busy pool connection that is destroyed, and the old session of a lost COMMIT before its mark
+   * is read. false: no KILL is ever sent; a ghost keeps its locks until the server ends it, and a
+   * lost COMMIT is verified only once its old session has ended by itself within verifyTimeout
+   * (else OutcomeUnknownError). Default true.
+   */
   killGhostSessions?: boolean;
   /**
    * Exactly-once: a writing transaction leaves a mark with its COMMIT, so that a COMMIT whose reply

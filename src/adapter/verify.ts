@@ -171,18 +171,22 @@ interface Verification {
   cluster?: string;
   /** The session's node as its cluster lists it (`host:port`), once known. */
   member?: string;
+  /** A session still there may be ended with KILL (killGhostSessions); else it must end by itself. */
+  kill: boolean;
 }
 
 /** On a Galera cluster: what is known about its nodes, and whether a refusal means "stopped". */
 export interface ClusterView {
   nodes: ClusterNodes;
   refusedMeansStopped: boolean;
+  /** false (killGhostSessions: false): no KILL is sent; the old session must be gone by itself. */
+  killSessions?: boolean;
 }
 
 /**
  * After a lost COMMIT reply: makes sure the old session can no longer commit, then reads the mark.
  * The session is gone when it is no longer in its server's processlist (matched by identity, ended
- * with KILL first when needed), when that server restarted (no session survives a restart), or, on
+ * with KILL first when needed and allowed), when that server restarted (no session survives a restart), or, on
  * a Galera node behind a proxy, when the node's own address refuses connections and the Primary
  * component no longer counts it (see `stoppedNode`). "unknown" when none of that can be shown by
  * `deadlineAt` (performance.now() ms): the server is unreachable, or only other servers are.
@@ -203,6 +207,7 @@ export async function verifyCommit(
     gone: false,
     cluster: session.cluster,
     member: session.member,
+    kill: cluster?.killSessions !== false,
   };
   let pause = 25;
   while (performance.now() < deadlineAt && !side.isClosed) {
@@ -282,11 +287,14 @@ async function onServer(conn: SideConnection, here: ServerIdentity, v: Verificat
   const { session } = v;
   if (sameServer(here, session.server)) {
     // The same server: the session must be gone before the mark can be trusted.
-    while (await sessionPresent(conn, session)) {
-      log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
-      await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
+    // Without KILL (killGhostSessions: false) only a session that ended by itself will do.
+    for (let first = true; await sessionPresent(conn, session); first = false) {
+      if (v.kill) {
+        log(`verifying a lost COMMIT: ending its old session ${session.threadId} first`);
+        await conn.query(`KILL CONNECTION ${Math.trunc(session.threadId)}`).catch(() => undefined);
+      } else if (first) log(`verifying a lost COMMIT: its old session ${session.threadId} is still there (killGhostSessions: false): waiting for it to end`);
       if (performance.now() > v.deadlineAt) return "unknown";
-      await sleep(20);
+      await sleep(v.kill ? 20 : 100);
     }
     v.gone = true;
     return await readMark(conn, v, false);
