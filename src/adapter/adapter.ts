@@ -3,7 +3,7 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, isAccountConnectionLimit, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
+import { classify, errorFacts, provesNotSent, isAccountConnectionLimit, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
 import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -731,8 +731,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       throw tagged(phase, this.health.refusal ?? error, sql, { heldBack: true });
     }
     // Callers waiting in a pool ended because the server refuses us learn why (a statement the
-    // server answered keeps its own answer).
-    if (this.health.refusal && classify(error) === "unavailable" && !serverAnswered(error)) throw tagged(phase, this.health.refusal, sql, { heldBack: true });
+    // server answered keeps its own answer, and one that may have been sent its own error).
+    if (this.health.refusal && classify(error) === "unavailable" && !serverAnswered(error) && provesNotSent(error)) throw tagged(phase, this.health.refusal, sql, { heldBack: true });
     await this.suspect(error);
     throw tagged(phase, error, sql, { duringOutage: this.serverDown });
   }

@@ -191,6 +191,7 @@ const USER_CONNECTIONS_MESSAGE = /max_user_connections/i;
 const LOST_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED", "ENOTCONN", "EHOSTDOWN", "ERR_SOCKET_CLOSED", "ERR_STREAM_DESTROYED"]);
 const UNAVAILABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "EAI_AGAIN"]);
 
+const PACKET_TOO_LARGE = 1153; // ER_NET_PACKET_TOO_LARGE
 const POOL_TIMEOUT = 45028; // ER_GET_CONNECTION_TIMEOUT: reason only in the message of its cause
 const INACTIVITY_DISCONNECT = 4031; // MySQL 8.0.24+ only
 const INACTIVITY_MESSAGE = /disconnected by the server because of inactivity/i;
@@ -339,7 +340,11 @@ export function serverAnswered(error: unknown): boolean {
   if (f.verdict) return false;
   if (f.kind === "TransactionWriteConflict" || refusesForNow(f)) return true;
   const errno = f.errno;
-  if (errno === undefined || LOST_SERVER_CODES.has(errno) || errno === INACTIVITY_DISCONNECT) return false;
+  // The server rejected an oversized packet (08S01, then it closes): nothing of it ran.
+  if (errno === PACKET_TOO_LARGE) return true;
+  // 4031 is MySQL's inactivity disconnect (no answer to anything), but on MariaDB another error.
+  if (errno === INACTIVITY_DISCONNECT) return !f.messages.some((m) => INACTIVITY_MESSAGE.test(m));
+  if (errno === undefined || LOST_SERVER_CODES.has(errno)) return false;
   if (f.sqlState?.startsWith("08")) return false;
   return (errno >= 1000 && errno < 2000) || (errno >= 3000 && errno < 5000);
 }
@@ -354,7 +359,9 @@ export function isTransactionStartTimeout(error: unknown): boolean {
 // a connection it already knew was closed, the write itself failed (EPIPE: the kernel did not take
 // the bytes; the driver sends the next command only after the reply to the last), or no connection
 // was ever made.
-const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 1226, 2002, 2003]);
+// The driver's own refusals before it sends (a statement over its maxAllowedPacket, a missing or bad
+// parameter, no SQL) count too.
+const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 1226, 2002, 2003, 45016, 45017, 45018, 45043, 45046, 45049, 45052]);
 // EPIPE: the write failed. A name lookup (EAI_AGAIN) happens only before connecting.
 const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "EAI_AGAIN"]);
 // Refused or unreachable prove nothing sent only when connecting (the syscall is connect() or the
