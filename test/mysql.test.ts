@@ -48,11 +48,21 @@ describe("MySQL 8 shapes (hand-built, not from a real server)", () => {
     assert.deepEqual(serverIdentityOf(row), identity!.server);
   });
 
-  // A connection as the mariadb driver hands it to the adapter, with the handshake of `flavor`; it records
-  // every text command the transaction sends itself (Prisma's own statements go through `inner`).
-  function transactionOn(serverVersion: { raw: string; mariaDb: boolean }) {
+  // A connection as the mariadb driver hands it to the adapter, with the handshake of `serverVersion`;
+  // it records every text command the transaction sends itself (Prisma's own go through `inner`).
+  // `hasInTransaction: false` answers `SELECT @@in_transaction` as MySQL does (1193).
+  function connectionOf(serverVersion: { raw: string; mariaDb: boolean }, hasInTransaction: boolean) {
     const sent: string[] = [];
-    const conn = { info: { status: 1, serverVersion }, query: async (sql: string) => (sent.push(sql), [{ t: 1 }]) };
+    const query = async (sql: string) => {
+      sent.push(sql);
+      if (!hasInTransaction && /@@in_transaction/.test(sql)) {
+        throw Object.assign(new Error("Unknown system variable 'in_transaction'"), { errno: 1193, sqlState: "HY000", sqlMessage: "Unknown system variable 'in_transaction'", code: "ER_UNKNOWN_SYSTEM_VARIABLE" });
+      }
+      return [{ t: 1 }];
+    };
+    return { conn: { info: { status: 1, serverVersion }, query }, sent };
+  }
+  function transactionOn(conn: object) {
     const inner: any = {
       provider: "mysql",
       adapterName: "fake",
@@ -64,20 +74,32 @@ describe("MySQL 8 shapes (hand-built, not from a real server)", () => {
       rollback: async () => undefined,
     };
     const handler: any = { suspect: async () => undefined, killGhost: async () => undefined };
-    return { tx: new ResilientTransaction(inner, handler), sent };
+    return new ResilientTransaction(inner, handler);
+  }
+  async function writeAndCommit(conn: object) {
+    const tx = transactionOn(conn);
+    await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
+    await tx.commit();
   }
 
-  test("a writing transaction's COMMIT on MySQL sends no `SELECT @@in_transaction` (MySQL answers it with an error)", async () => {
-    const { tx, sent } = transactionOn({ raw: "8.0.36", mariaDb: false });
-    await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
-    await tx.commit();
-    assert.deepEqual(sent, []);
+  test("MySQL answers the `SELECT @@in_transaction` guard with 1193 once per connection: the COMMIT still commits, no guard afterwards", async () => {
+    const { conn, sent } = connectionOf({ raw: "8.0.36", mariaDb: false }, false);
+    await writeAndCommit(conn);
+    await writeAndCommit(conn);
+    await writeAndCommit(conn);
+    assert.deepEqual(sent, ["SELECT @@in_transaction AS t"]);
   });
 
-  test("on MariaDB the guard still goes with the COMMIT (a Galera node can end a transaction silently)", async () => {
-    const { tx, sent } = transactionOn({ raw: "10.11.19-MariaDB", mariaDb: true });
-    await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
-    await tx.commit();
+  test("a proxy announcing MySQL in front of MariaDB (Galera): the guard still goes with every COMMIT", async () => {
+    const { conn, sent } = connectionOf({ raw: "8.0.11", mariaDb: false }, true);
+    await writeAndCommit(conn);
+    await writeAndCommit(conn);
+    assert.deepEqual(sent, ["SELECT @@in_transaction AS t", "SELECT @@in_transaction AS t"]);
+  });
+
+  test("on MariaDB the guard goes with every COMMIT (a Galera node can end a transaction silently)", async () => {
+    const { conn, sent } = connectionOf({ raw: "10.11.19-MariaDB", mariaDb: true }, true);
+    await writeAndCommit(conn);
     assert.deepEqual(sent, ["SELECT @@in_transaction AS t"]);
   });
 

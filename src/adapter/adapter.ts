@@ -545,7 +545,10 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     if (!sameServer(identity.server, server)) {
       // The same host and port, started later: a restart, no session from before survives it.
       // Another server (a proxy in front of a cluster): its sessions are out of sight; never cut.
-      return restartOf(server, identity.server) ? "gone" : "executing";
+      if (!restartOf(server, identity.server)) return "executing";
+      // Its session still listed: the same server after all (a start time read late), not a restart.
+      const [row] = await side.query(`SELECT USER AS user, HOST AS host FROM ${processlist(flavorOf(side))} WHERE ID = ?`, [identity.threadId]);
+      return isSessionRow(row, identity) ? "executing" : "gone";
     }
     const asked = performance.now();
     const rows: any[] = await side.query(sessionRowSql(flavorOf(side)), [identity.threadId]);
@@ -558,7 +561,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
     // one would have (it was lost on the way); a large one, or one whose bytes have not all left
     // this side, may still be arriving over a slow link: never cut (nor when it was answered before
     // the watchdog first saw it, within a scan: its lost reply is left to socketTimeout).
-    if (Number(row.ms) < asked - w.seen) return "idle";
+    if (row.ms !== null && row.ms !== undefined && Number(row.ms) < asked - w.seen) return "idle";
     return w.sent > LARGE_COMMAND_BYTES || w.pending > 0 ? "executing" : "idle";
   }
 

@@ -71,11 +71,12 @@ export function processlist(flavor: Flavor): string {
 
 /**
  * What one session is doing (`?`: its thread id): user, client host, command, and `ms`, how long it
- * has been in that command at most. MySQL counts whole seconds: the bound is the next second.
+ * has been in that command (MariaDB's TIME_MS). MySQL's TIME is not known to be counted the same way
+ * for a session still reading a packet: there `ms` is NULL, and only the size rule applies.
  */
 export function sessionRowSql(flavor: Flavor): string {
   return flavor === "mysql"
-    ? "SELECT USER AS user, HOST AS host, COMMAND AS command, (TIME + 1) * 1000 AS ms FROM performance_schema.processlist WHERE ID = ?"
+    ? "SELECT USER AS user, HOST AS host, COMMAND AS command, NULL AS ms FROM performance_schema.processlist WHERE ID = ?"
     : "SELECT USER AS user, HOST AS host, COMMAND AS command, TIME_MS AS ms FROM information_schema.PROCESSLIST WHERE ID = ?";
 }
 

@@ -3,7 +3,6 @@
 // the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
 import { classify, errorFacts, provesNotSent, serverAnswered } from "../errors/classify.ts";
 import { log } from "../log.ts";
-import { flavorOf } from "./identity.ts";
 import { makeRecord, tag, type FlightPhase, type RecordContext } from "./flight.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
@@ -22,6 +21,10 @@ function mayEndTransaction(sql: string): boolean {
   if (PLAIN_DML.test(sql) && !NEEDS_SCAN.test(sql)) return false;
   return mayCommitImplicitly(sql);
 }
+
+// Connections whose server has no @@in_transaction (it answered 1193 ER_UNKNOWN_SYSTEM_VARIABLE).
+const NO_GUARD = new WeakSet<object>();
+const UNKNOWN_SYSTEM_VARIABLE = 1193;
 
 // The server status flag of an open transaction (MySQL protocol SERVER_STATUS_IN_TRANS).
 const IN_TRANS = 1;
@@ -210,14 +213,19 @@ export class ResilientTransaction implements TransactionLike {
     const key = this.wrote && !this.committedEarlier && typeof conn?.query === "function" ? this.handler.markKeyOf?.(conn) : undefined;
     if (this.ended !== undefined) return Promise.reject(this.ended);
     if (key === undefined) {
-      // MySQL has no @@in_transaction (it would answer the guard with an error): there the status
-      // flag after each statement (stillOpen) and the COMMIT's own answer decide.
-      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || flavorOf(conn) === "mysql") return this.inner.commit().catch((e) => this.onCommitError(e));
+      // A server without @@in_transaction (MySQL) answered the guard with an error once: on that
+      // connection the status flag after each statement (stillOpen) and the COMMIT's own answer
+      // decide from then on. (Not judged from the handshake: a proxy may announce MySQL in front of
+      // a MariaDB Galera node, where the guard matters.)
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn)) return this.inner.commit().catch((e) => this.onCommitError(e));
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
       const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
         (rows: any) => Number(rows?.[0]?.t),
-        (e: unknown) => ({ error: asAdapterError(e) }),
+        (e: any) => {
+          if (e?.errno === UNKNOWN_SYSTEM_VARIABLE) NO_GUARD.add(conn);
+          return { error: asAdapterError(e) };
+        },
       );
       const committed = this.inner.commit().then(
         () => true,
