@@ -102,7 +102,7 @@ async function abortBeforeNewStatement(prisma: any, id: number, key: string) {
 // to re-run. With a prepare cache (set in the URL, or an app's own pool: the driver's default is 256)
 // the previous statement stays open, and is re-run.
 const caches = [
-  { name: "Prisma's default (no prepare cache)", params: {}, ghost: false },
+  { name: "Prisma's default (no prepare cache)", params: {} as Record<string, number>, ghost: false },
   { name: "prepareCacheLength=256", params: { prepareCacheLength: 256 }, ghost: true },
 ];
 
