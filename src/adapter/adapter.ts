@@ -30,6 +30,7 @@ import {
 import { isAutocommitDml } from "./sql.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
 import { ClusterNodes } from "./nodes.ts";
+import { serializePrepares } from "./prepare.ts";
 import { markKey, prepareCommitTable, verifyCommit, type CommitVerdict } from "./verify.ts";
 import type { AdapterLike, SqlQueryLike } from "./types.ts";
 
@@ -296,6 +297,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
         if (!conn.socket || conn.socket === socket) forget();
       });
       this.guardDestroy(conn);
+      // A failed PREPARE must not let its pipelined EXECUTE run the previous statement (see prepare.ts).
+      serializePrepares(conn);
       conn.on("error", (error: unknown) => {
         // A pooled connection closed under us: the server or a proxy went away (a node killed closes
         // every connection to it, idle ones included; the driver has already failed the calls in
