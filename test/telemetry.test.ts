@@ -9,6 +9,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics";
 import { isOutcomeUnknown } from "../src/index.ts";
+import { apiFrom, recordGiveUp, recordOutageWait, recordRetry, recordStateChange, recordVerification } from "../src/telemetry.ts";
 import { withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
@@ -43,7 +44,28 @@ async function withProxy<T>(run: (proxy: FaultProxy, url: string) => Promise<T>)
 }
 
 describe("telemetry: no provider registered", () => {
-  test("a killed read is re-run, nothing throws, nothing is recorded anywhere", async () => {
+  test("@opentelemetry/api not installed (or not the api): no api, so every record call is a no-op", () => {
+    const notFound = Object.assign(new Error("Cannot find module '@opentelemetry/api'"), { code: "MODULE_NOT_FOUND" });
+    assert.equal(
+      apiFrom(() => {
+        throw notFound;
+      }),
+      undefined,
+    );
+    assert.equal(apiFrom(() => ({})), undefined);
+    assert.ok(apiFrom(() => ({ trace: { getActiveSpan: () => undefined }, metrics: { getMeterProvider: () => ({}) } })));
+  });
+
+  test("the api installed, no provider registered: every record call returns, nothing throws", async () => {
+    recordRetry({ attempt: 1, retriesLeft: 0, error: new Error("x"), errorClass: "connection-lost", operation: "findMany", model: "User", delayMs: 0, counted: true }, "mariadb");
+    recordVerification("committed", 3, "mariadb");
+    recordStateChange({ state: "up", reason: "server accepts connections", downForMs: 10, generation: 1 }, undefined);
+    recordGiveUp(Object.assign(new Error("x"), { name: "OutcomeUnknownError", inFlight: "commit", operation: "create", attempts: 1 }), "mysql");
+    assert.equal(await recordOutageWait(Promise.resolve(7), "mariadb"), 7);
+    await assert.rejects(recordOutageWait(Promise.reject(new Error("held")), "mariadb"), /held/);
+  });
+
+  test("a killed read is re-run, nothing throws", async () => {
     const { prisma, retries } = client(db.url);
     await prisma.user.count();
     const rows = await killedRead(() => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
@@ -211,9 +233,9 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
     });
   });
 
-  test("server killed (kill -9), a read gives up, the server restarts: outage down/up and the give-up on the span, the outage's duration in the histogram", async () => {
+  test("server down (kill -9) when the app starts, a read gives up, the server restarts: the outage, the held waits and the give-up on the span, its duration in the histogram", async () => {
+    // No connection before the kill: the read that finds the server down is this span's own.
     const { prisma } = client(db.url, { deadline: 1500 });
-    await prisma.user.count();
     const before = await metric("resilience.outage.duration");
     const { result, span } = await inSpan("outage", async () => {
       await db.kill9();
@@ -226,14 +248,19 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
       return await prisma.user.count();
     });
     assert.equal(typeof result, "number", "works again once the server is back");
-    const names = span.events.map((e) => e.name);
+    const names = span.events.map((e) => e.name).join(", ");
     const outages = eventsOf(span, "resilience.outage").map((e) => e.attributes!);
-    assert.deepEqual(outages.map((a) => a["resilience.state"]), ["down", "up"], `events: ${names.join(", ")}`);
+    assert.deepEqual(outages.map((a) => a["resilience.state"]), ["down", "up"], `events: ${names}`);
+    assert.equal(outages[0]["resilience.reason"], "connection refused");
     assert.equal(typeof outages[1]["resilience.down_ms"], "number");
-    assert.equal(outages[0]["db.system.name"], "mariadb");
+    const waits = eventsOf(span, "resilience.outage_wait").map((e) => e.attributes!);
+    assert.ok(waits.length >= 1, `events: ${names}`);
+    assert.ok(waits.every((a) => typeof a["resilience.waited_ms"] === "number" && typeof a["resilience.outcome"] === "string"));
+    assert.ok(eventsOf(span, "resilience.retry").every((e) => e.attributes!["resilience.error_class"] === "unavailable"));
     const gaveUp = eventsOf(span, "resilience.unavailable");
-    assert.equal(gaveUp.length, 1, `events: ${names.join(", ")}`);
+    assert.equal(gaveUp.length, 1, `events: ${names}`);
     assert.equal(gaveUp[0].attributes!["resilience.reason"], "connection refused");
+    assert.equal(gaveUp[0].attributes!["db.collection.name"], "User");
     const after = await metric("resilience.outage.duration");
     assert.equal(after.count - before.count, 1, "one outage");
     const seconds = after.value - before.value;
