@@ -8,6 +8,7 @@ import type { FlightPhase } from "./flight.ts";
 import { ServerHealth } from "./health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, log } from "../log.ts";
+import { recordVerification } from "../telemetry.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
 import {
   capturePool,
@@ -23,6 +24,7 @@ import {
   sessionSql,
   SideConnections,
   type ConnOptions,
+  type Flavor,
   type ProbeTarget,
   type SessionIdentity,
   type SideConnection,
@@ -46,6 +48,8 @@ const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
 export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault");
 /** The factory's answer to "was the server found down just after a connection lost at time t?" */
 export const OUTAGE_AFTER = Symbol.for("prisma-extension-resilience.outageAfter");
+/** The factory's answer to "which server is this, mariadb or mysql?" (for telemetry), once a connection told. */
+export const DB_SYSTEM = Symbol.for("prisma-extension-resilience.dbSystem");
 /**
  * A killed server closes its connections before its listening socket, in no set order: the probe made
  * the moment a connection dies can still be accepted, and the rechecks find the server down up to
@@ -168,6 +172,8 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
   private lastFaultAt = Number.NEGATIVE_INFINITY;
   /** Galera nodes' own addresses, for verifying a COMMIT lost with its node. */
   private readonly nodes: ClusterNodes;
+  /** The server's flavour, from the handshake of a pooled connection (undefined until one is made). */
+  flavor?: Flavor;
 
   constructor(
     private readonly factory: AdapterFactoryLike,
@@ -188,6 +194,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       onRefused: () => this.retirePool(),
       reconnect: () => this.reconnect(),
       url: () => redactedUrl(this.config),
+      system: () => this.flavor,
     });
   }
 
@@ -284,6 +291,7 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
       if (o && !this.config) this.config = o;
       if (o && !this.target) this.target = { host: o.host, port: o.port, socketPath: o.socketPath };
       this.conns.add(conn);
+      if (conn.info?.serverVersion) this.flavor = flavorOf(conn);
       const forget = () => {
         this.conns.delete(conn);
         this.watches.delete(conn);
@@ -637,11 +645,13 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
             refusedMeansStopped: this.options.refusedMeansStopped,
             killSessions: this.options.killGhostSessions,
           });
+    const ms = Math.round(performance.now() - started);
     try {
-      this.options.onCommitVerified?.(Object.freeze({ verdict, ms: Math.round(performance.now() - started) }));
+      this.options.onCommitVerified?.(Object.freeze({ verdict, ms }));
     } catch {
       // an observer's failure is not the database's
     }
+    recordVerification(verdict, ms, this.flavor);
     return verdict;
   }
 
@@ -941,6 +951,10 @@ class ResilientAdapterFactory implements AdapterFactoryLike {
   [OUTAGE_AFTER](lostAt: number): boolean {
     for (const adapter of this.live) if (adapter.outageAfter(lostAt)) return true;
     return false;
+  }
+  [DB_SYSTEM](): Flavor | undefined {
+    for (const adapter of this.live) if (adapter.flavor) return adapter.flavor;
+    return undefined;
   }
 }
 

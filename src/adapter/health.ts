@@ -7,6 +7,7 @@
 import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
 import { describeError, log } from "../log.ts";
 import type { ProbeResult, SideConnections } from "./side.ts";
+import { recordOutageWait, recordStateChange, type DbSystem } from "../telemetry.ts";
 
 export type HealthState = "up" | "down";
 export type { ProbeTarget } from "./side.ts";
@@ -51,6 +52,8 @@ export interface HealthHooks {
   reconnect(): Promise<void>;
   /** The connection string, password as ****. */
   url(): string;
+  /** The server's flavour, once a connection told it (for telemetry). */
+  system?(): DbSystem | undefined;
 }
 
 /** A call held at the gate while the server is down: nothing was sent. */
@@ -173,7 +176,7 @@ export class ServerHealth {
     if (this.refusal) return this.checkRefusal();
     if (this.state === "up") return Promise.resolve();
     if (!this.back) return Promise.reject(new ServerDownError(this.downReason));
-    return new Promise((resolve, reject) => {
+    const held = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new ServerDownError(this.downReason)), this.options.outageWait);
       this.back!.then(
         () => {
@@ -186,6 +189,7 @@ export class ServerHealth {
         },
       );
     });
+    return recordOutageWait(held, this.hooks.system?.());
   }
 
   /** While refused: fail at once, except that a call now and then checks again (one probe, shared). */
@@ -297,6 +301,7 @@ export class ServerHealth {
     } catch {
       // an observer's failure is not the database's
     }
+    recordStateChange(change, this.hooks.system?.());
   }
 
   /** Stops probing and wakes every wait; held callers fail unsent. Leaves no timer behind. */

@@ -5,7 +5,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
+import { DB_SYSTEM, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../adapter/flight.ts";
 import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../adapter/sql.ts";
 
@@ -92,7 +92,7 @@ function noteImplicitCommit(operation: string, args: unknown) {
   }
 }
 
-type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter">;
+type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter" | "system">;
 
 /** Counts the extended client's `$disconnect()` calls: a call started before one is not re-run. */
 class Disconnects {
@@ -234,7 +234,7 @@ function defineResilience(resolved: ResolvedOptions) {
     const factory = base._engineConfig?.adapter;
     const wrapped = isResilientAdapter(factory);
     const faults: FaultProbes = wrapped
-      ? { recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true }
+      ? { recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true, system: () => factory[DB_SYSTEM]?.() }
       : {};
     const disconnects = new Disconnects();
     const extended = client.$extends({

@@ -6,6 +6,7 @@ import { classify, errorFacts, isTransactionStartTimeout, provesNotSent, serverA
 import { ConnectFailedError, DatabaseUnavailableError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../errors/errors.ts";
 import { flightOf, mayHaveCommitted, type FlightRecord } from "../adapter/flight.ts";
 import { describeError, log } from "../log.ts";
+import { recordGiveUp, recordRetry, type DbSystem } from "../telemetry.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
 
 export interface Attempted {
@@ -47,6 +48,8 @@ export interface Attempted {
   stopped?: () => boolean;
   /** `performance.now()` when the first attempt started. */
   startedAt: number;
+  /** With withResilience(): the server's flavour, from its handshake (for telemetry). */
+  system?: () => DbSystem | undefined;
 }
 
 type Verdict = { retry: true; errorClass: ErrorClass } | { retry: false; error: unknown };
@@ -294,21 +297,27 @@ export async function retryAfterFailure<T>(
         } catch {
           // a failing observer must not turn a recoverable fault into a failure
         }
+        recordRetry(context, options.flavor ?? what.system?.());
         if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
         // $disconnect() during the wait: the app has let go, no re-run.
         return !what.stopped?.();
       },
     });
   } catch (error) {
-    if (abortWith) throw abortWith.error;
+    if (abortWith) {
+      recordGiveUp(abortWith.error, options.flavor ?? what.system?.());
+      throw abortWith.error;
+    }
     if (error instanceof RetryableFailure) {
       if (error.errorClass !== "unavailable") throw error.original;
       const waitedMs = Math.round(performance.now() - what.startedAt);
       log(`giving up on ${what.operation}: unavailable (${unavailableReason(error.original)}) after ${attempts} attempts, ${waitedMs} ms`);
-      throw new DatabaseUnavailableError(
+      const unavailable = new DatabaseUnavailableError(
         { reason: unavailableReason(error.original), operation: what.operation, model: what.model, attempts, waitedMs },
         { cause: error.original },
       );
+      recordGiveUp(unavailable, options.flavor ?? what.system?.());
+      throw unavailable;
     }
     throw error;
   }
