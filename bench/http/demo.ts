@@ -66,7 +66,7 @@ for (const row of rows) console.log(`${row.label.padEnd(width)}${row.values[0].p
 for (const r of results) {
   const b = breakdown(r);
   const who = r.mode === "bare" ? "bare" : "with the package";
-  console.log(`\n5xx by route, ${who}: ${b.routes}\n5xx by error, ${who}: ${b.errors}`);
+  console.log(`\n5xx by route, ${who}: ${b.routes}\n5xx by error, ${who}: ${b.errors}\nthe KILLed connections were running, ${who}: ${b.kills}`);
   for (const c of r.counters.filter((c) => c.value !== c.acknowledged || c.value !== c.ledgerRows))
     console.log(`  counter user ${c.id}: value ${c.value}, 2xx increments ${c.acknowledged}, Ledger rows ${c.ledgerRows}`);
 }

@@ -34,8 +34,8 @@ export function tableRows(results: HttpResult[]): TableRow[] {
   ];
 }
 
-/** 5xx by route and by error, one line per side. */
-export function breakdown(r: HttpResult): { routes: string; errors: string } {
+/** 5xx by route and by error, and what the KILLs hit, one line each per side. */
+export function breakdown(r: HttpResult): { routes: string; errors: string; kills: string } {
   const routes = Object.entries(r.byOp)
     .filter(([, v]) => v.http5xx > 0)
     .map(([k, v]) => `${k} ${v.http5xx}/${v.requests}`)
@@ -44,7 +44,11 @@ export function breakdown(r: HttpResult): { routes: string; errors: string } {
     .sort((a, b) => b[1] - a[1])
     .map(([k, v]) => `${k} ×${v}`)
     .join("; ");
-  return { routes: routes || "—", errors: errors || "—" };
+  const kills = Object.entries(r.killedStatements)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ×${v}`)
+    .join("; ");
+  return { routes: routes || "—", errors: errors || "—", kills: kills || "—" };
 }
 
 function chart(results: HttpResult[]): string {
@@ -152,7 +156,7 @@ export function renderReport(results: HttpResult[], meta: Record<string, string>
       const b = breakdown(r);
       const list = r.http5xxDetails.map((d) => `<li><code>${esc(d)}</code></li>`).join("");
       return `<h3 style="color:${COLORS[r.mode]}">${esc(LABELS[r.mode] ?? r.mode)}</h3>
-<p>5xx by route: ${esc(b.routes)}<br>5xx by error: ${esc(b.errors)}</p>${list ? `<ul class="note">${list}</ul>` : ""}`;
+<p>5xx by route: ${esc(b.routes)}<br>5xx by error: ${esc(b.errors)}<br>the KILLed connections were running: ${esc(b.kills)}</p>${list ? `<ul class="note">${list}</ul>` : ""}`;
     })
     .join("\n");
   const metaRows = Object.entries(meta).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("");
