@@ -3,12 +3,12 @@
 export { resilience } from "./extension/extension.ts";
 export { withResilience, isResilientAdapter, type AdapterFactoryLike } from "./adapter/adapter.ts";
 export type { ResilientAdapterOptions, CommitVerification } from "./adapter/options.ts";
-export type { StateChange, HealthState } from "./adapter/health.ts";
-export { classify, provesNotSent, serverAnswered, unavailableReason, type ErrorClass, type ClassifyOptions } from "./errors/classify.ts";
-export { OutcomeUnknownError, isOutcomeUnknown, DatabaseUnavailableError, type OutcomeUnknownDetails, type UnavailableDetails } from "./errors/errors.ts";
-export { flightOf, mayHaveCommitted, type FlightRecord, type FlightPhase } from "./adapter/flight.ts";
+export type { StateChange, HealthState } from "./core/health.ts";
+export { classify, provesNotSent, serverAnswered, unavailableReason, type ErrorClass, type ClassifyOptions } from "./mysql/classify.ts";
+export { OutcomeUnknownError, isOutcomeUnknown, DatabaseUnavailableError, type OutcomeUnknownDetails, type UnavailableDetails } from "./core/errors.ts";
+export { flightOf, mayHaveCommitted, type FlightRecord, type FlightPhase } from "./core/flight.ts";
 export type { ResilienceOptions, RetryContext, BackoffOptions } from "./extension/options.ts";
-export { ConnectFailedError, type ConnectFailure } from "./errors/errors.ts";
+export { ConnectFailedError, type ConnectFailure } from "./core/errors.ts";
 export {
   reviewPool,
   readPoolSettings,
@@ -23,4 +23,4 @@ export {
 } from "./tuning/pool.ts";
 export { readServerTimeouts, tunePool, type ReadServerOptions } from "./tuning/server.ts";
 export { runDoctor, type DoctorOptions, type DoctorResult } from "./tuning/doctor.ts";
-export { redact } from "./tuning/url.ts";
+export { redact } from "./mysql/url.ts";

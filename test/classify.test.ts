@@ -4,13 +4,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classify, provesNotSent, resilience, withResilience } from "../src/index.ts";
-import { isAccountConnectionLimit, serverAnswered, unavailableReason } from "../src/errors/classify.ts";
+import { isAccountConnectionLimit, serverAnswered, unavailableReason } from "../src/mysql/classify.ts";
 import { failureOf, refusalOf, type ProbeResult } from "../src/adapter/side.ts";
-import { ServerHealth, type StateChange } from "../src/adapter/health.ts";
+import { ServerHealth, type StateChange } from "../src/core/health.ts";
 import { ResilientTransaction } from "../src/adapter/transaction.ts";
-import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/adapter/flight.ts";
+import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/core/flight.ts";
 import { resolveOptions } from "../src/extension/options.ts";
-import { firstKeyword, isAutocommitDml, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/adapter/sql.ts";
+import { firstKeyword, isAutocommitDml, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/mysql/sql.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 describe("classify", () => {

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseAddress } from "../src/adapter/nodes.ts";
-import { parseMembers } from "../src/tuning/galera.ts";
+import { parseMembers } from "../src/mysql/galera.ts";
 
 test("parseMembers keeps every position, empty entries included, so wsrep_local_index points at the right one", () => {
   assert.deepEqual(parseMembers("127.0.0.1:34097,127.0.0.1:35695,127.0.0.1:44527"), ["127.0.0.1:34097", "127.0.0.1:35695", "127.0.0.1:44527"]);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
-import { flavorOf, processlist, serverIdentityOf, serverSql, sessionIdentityOf, sessionSql } from "../src/adapter/identity.ts";
+import { flavorOf, processlist, serverIdentityOf, serverSql, sessionIdentityOf, sessionSql } from "../src/mysql/identity.ts";
 import { classify } from "../src/index.ts";
 import { ResilientTransaction } from "../src/adapter/transaction.ts";
 import { resilientClient, withParams, type ResilientHandle } from "./support/clients.ts";

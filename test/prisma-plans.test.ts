@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { PrismaMariaDb } from "@prisma/adapter-mariadb";
 import { PrismaClient } from "../generated/prisma/client.ts";
-import { isReadOnlySql } from "../src/adapter/sql.ts";
+import { isReadOnlySql } from "../src/mysql/sql.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
 
 let db: TestDatabase;

@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { PrismaMariaDb } from "@prisma/adapter-mariadb";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import { readServerTimeouts, redact, reviewPool, runDoctor, tunePool, type ServerTimeouts } from "../src/index.ts";
-import { parseDatabaseUrl, redactUrlsIn, scrub, secretsIn } from "../src/tuning/url.ts";
+import { parseDatabaseUrl, redactUrlsIn, scrub, secretsIn } from "../src/mysql/url.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
 
 const SERVER: ServerTimeouts = { waitTimeout: 600, sessionWaitTimeout: 600, maxConnections: 151, version: "10.11", flavor: "mariadb" };
@@ -124,7 +124,7 @@ describe("nasty passwords (no server)", () => {
   test("the DEBUG log redacts a URL that reaches it", () => {
     for (const { raw } of [...NASTY, ...RAW_SLASH]) {
       const url = `mysql://app:${raw}@db:3306/shop`;
-      const res = spawnSync(process.execPath, ["--import", "tsx", "-e", "import('./src/log.ts').then((m) => m.log('pool error: ' + process.env.SOME_URL + ' (x)'))"], {
+      const res = spawnSync(process.execPath, ["--import", "tsx", "-e", "import('./src/core/log.ts').then((m) => m.log('pool error: ' + process.env.SOME_URL + ' (x)'))"], {
         encoding: "utf8",
         env: { ...process.env, DEBUG: "prisma-extension-resilience", SOME_URL: url },
         timeout: 20_000,
@@ -138,7 +138,7 @@ describe("nasty passwords (no server)", () => {
   test("the DEBUG log hides the password in the driver's own parse error, which quotes the whole URL", () => {
     const raw = "#hunter2/x";
     const script =
-      "import('mariadb').then(async ({ default: mariadb }) => { const { log } = await import('./src/log.ts');" +
+      "import('mariadb').then(async ({ default: mariadb }) => { const { log } = await import('./src/core/log.ts');" +
       " try { mariadb.createPool(process.env.SOME_URL); } catch (e) { log('pool: ' + e.message); } })";
     const res = spawnSync(process.execPath, ["--import", "tsx", "-e", script], {
       encoding: "utf8",

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown, type CommitVerification } from "../src/index.ts";
-import { restartOf, sameServer, serverIdentityOf, type ServerIdentity } from "../src/adapter/identity.ts";
+import { restartOf, sameServer, serverIdentityOf, type ServerIdentity } from "../src/mysql/identity.ts";
 import { withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";

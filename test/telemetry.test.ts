@@ -9,7 +9,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics";
 import { isOutcomeUnknown } from "../src/index.ts";
-import { apiFrom, recordGiveUp, recordOutageWait, recordRetry, recordStateChange, recordVerification } from "../src/telemetry.ts";
+import { apiFrom, recordGiveUp, recordOutageWait, recordRetry, recordStateChange, recordVerification } from "../src/core/telemetry.ts";
 import { withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";

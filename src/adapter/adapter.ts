@@ -3,16 +3,14 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
-import { classify, errorFacts, provesNotSent, isAccountConnectionLimit, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../errors/classify.ts";
-import type { FlightPhase } from "./flight.ts";
-import { ServerHealth } from "./health.ts";
+import { classify, errorFacts, provesNotSent, isAccountConnectionLimit, isReadOnlyAnswer, isWsrepNotReady, serverAnswered } from "../mysql/classify.ts";
+import type { FlightPhase } from "../core/flight.ts";
+import { ServerHealth } from "../core/health.ts";
 import { setTimeout as sleep } from "node:timers/promises";
-import { describeError, log } from "../log.ts";
-import { recordVerification } from "../telemetry.ts";
+import { describeError, log } from "../core/log.ts";
+import { recordVerification } from "../core/telemetry.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
 import {
-  capturePool,
-  redactedUrl,
   refusalOf,
   flavorOf,
   isSessionRow,
@@ -29,12 +27,15 @@ import {
   type SessionIdentity,
   type SideConnection,
 } from "./side.ts";
-import { isAutocommitDml } from "./sql.ts";
+import { isAutocommitDml } from "../mysql/sql.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
 import { ClusterNodes } from "./nodes.ts";
 import { serializePrepares } from "./prepare.ts";
-import { markKey, prepareCommitTable, verifyCommit, type CommitVerdict } from "./verify.ts";
+import { markKey, type CommitVerdict } from "../mysql/marks.ts";
+import { prepareCommitTable, verifyCommit } from "./verify.ts";
 import type { AdapterLike, SqlQueryLike } from "./types.ts";
+import { capturePool } from "./capture.ts";
+import { redactedUrl } from "../mysql/url.ts";
 
 /** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, or one of your own. */
 export interface AdapterFactoryLike {
@@ -128,7 +129,7 @@ function sameState(a: WaitState, b: WaitState): boolean {
 
 class ResilientAdapter implements AdapterLike, FailureHandler {
   readonly [WRAPPED] = true;
-  readonly health: ServerHealth;
+  readonly health: ServerHealth<SideConnections>;
   private current!: AdapterLike;
   /** mariadb's Pool behind `current`, when the factory built it (then a fresh one can replace it). */
   private pool?: any;

@@ -8,7 +8,7 @@
 // The address comes with each app connection's identity (SESSION_SQL: no extra statement) and is
 // kept only after a side connection to it reached that same server: a refusal then means
 // "stopped", not "never reachable from here".
-import { log, describeError } from "../log.ts";
+import { log, describeError } from "../core/log.ts";
 import { sameServer, SideConnections, type NodeAddress, type ServerIdentity, type SessionIdentity } from "./side.ts";
 
 /** At most this many servers are remembered (restarts add new ones): the oldest is forgotten. */

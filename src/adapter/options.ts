@@ -1,5 +1,5 @@
 // The options of withResilience(), validated once when the adapter is wrapped.
-import type { StateChange } from "./health.ts";
+import type { StateChange } from "../core/health.ts";
 
 export interface ResilientAdapterOptions {
   /**

@@ -4,11 +4,10 @@
 // and closed with COM_QUIT: the server does not count it as an aborted connect (a bare TCP connect
 // closed before the handshake is one, and on a remote server enough of those block the app's host,
 // error 1129). They need the mariadb driver; without it (another adapter) a TCP probe is the fallback.
-import { EventEmitter } from "node:events";
 import { connect as tcpConnect, type Socket } from "node:net";
-import { headerOf } from "../errors/classify.ts";
-import type { ConnectFailure } from "../errors/errors.ts";
-import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "./identity.ts";
+import { directAuth, guardGreeting } from "../mysql/handshake.ts";
+import { failureOf, type ProbeResult } from "../mysql/refusal.ts";
+import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "../mysql/identity.ts";
 
 /** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
 export type ConnOptions = Record<string, any>;
@@ -25,11 +24,8 @@ export interface ProbeTarget {
   socketPath?: string;
 }
 
-export type ProbeResult =
-  | { ok: true }
-  | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
-
-export { flavorOf, isSessionRow, processlist, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionRowSql, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "./identity.ts";
+export { failureOf, refusalOf, type ProbeResult } from "../mysql/refusal.ts";
+export { flavorOf, isSessionRow, processlist, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionRowSql, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "../mysql/identity.ts";
 
 let driver: Promise<any> | undefined;
 function loadDriver(): Promise<any> {
@@ -38,28 +34,6 @@ function loadDriver(): Promise<any> {
     () => undefined,
   );
   return driver;
-}
-
-/**
- * Runs `connect` (a driver adapter factory's connect()) and returns the mariadb pool it creates, if
- * it creates one. mariadb's Pool registers its own listeners in its constructor, synchronously
- * inside connect() (before connect's first await), so `EventEmitter.prototype.on` is observed for
- * exactly that synchronous stretch and restored before anything else can run. The adapter keeps its
- * settings in a private field; this is how the probe learns them before any connection succeeds.
- */
-export function capturePool<T>(connect: () => T): { result: T; pool?: any } {
-  const original = EventEmitter.prototype.on;
-  let pool: any;
-  EventEmitter.prototype.on = function (this: any, name: string | symbol, listener: (...args: any[]) => void) {
-    if (pool === undefined && this?.opts?.connOptions && typeof this.getConnection === "function") pool = this;
-    return original.call(this, name, listener);
-  } as typeof original;
-  try {
-    const result = connect();
-    return { result, pool };
-  } finally {
-    EventEmitter.prototype.on = original;
-  }
 }
 
 /**
@@ -89,70 +63,6 @@ export function patientTimeout(ms: number, fire: () => void): () => void {
   };
 }
 
-// An expired password at login (1862: the server disconnects an expired account) is the account's
-// credentials, like a wrong password; a locked account (4151 MariaDB, 3118 MySQL) is no access. Both
-// are answers of a running server about this account, never a verdict that the server is down.
-const AUTH_CODES = new Set([1045, 1698, 1251, 1862]);
-const ACCESS_CODES = new Set([1044, 1130, 1227, 1129, 3118, 4151]);
-const UNKNOWN_DB_CODES = new Set([1049]);
-const ACCESS_KINDS: Record<string, ConnectFailure> = {
-  AuthenticationFailed: "auth",
-  DatabaseAccessDenied: "access",
-  DatabaseDoesNotExist: "unknown-database",
-};
-
-// A connection refused for a connection count: too many connections (1040), the account's
-// max_user_connections (1203) or MAX_USER_CONNECTIONS / hourly connection quota (1226).
-const CONNECTION_LIMIT_CODES = new Set([1040, 1203, 1226]);
-
-/** The refusal an error carries at any depth (wrong password, no access, unknown database), if any. */
-export function refusalOf(error: unknown): { reason: ConnectFailure; cause: unknown } | undefined {
-  const seen = new Set<unknown>();
-  const visit = (e: any, depth: number): { reason: ConnectFailure; cause: unknown } | undefined => {
-    if (depth > 6 || e === null || e === undefined || seen.has(e)) return undefined;
-    if (typeof e === "string") {
-      // The driver adapter keeps a pool timeout's cause only as text: its error number is read from
-      // the driver's header (no: NNNN) only, never from another number in it (conn:NNNN is a thread id).
-      const { errno } = headerOf(e);
-      const code = errno !== undefined ? errno : /access denied/i.test(e) ? 1045 : /unknown database/i.test(e) ? 1049 : undefined;
-      const reason = code === undefined ? undefined : AUTH_CODES.has(code) ? "auth" : ACCESS_CODES.has(code) ? "access" : UNKNOWN_DB_CODES.has(code) ? "unknown-database" : undefined;
-      return reason ? { reason, cause: e } : undefined;
-    }
-    if (typeof e !== "object") return undefined;
-    seen.add(e);
-    if (typeof e.kind === "string" && ACCESS_KINDS[e.kind]) return { reason: ACCESS_KINDS[e.kind], cause: e };
-    const errno = typeof e.errno === "number" ? e.errno : typeof e.kind === "string" && typeof e.code === "number" ? e.code : undefined;
-    if (errno !== undefined) {
-      if (AUTH_CODES.has(errno)) return { reason: "auth", cause: e };
-      if (ACCESS_CODES.has(errno)) return { reason: "access", cause: e };
-      if (UNKNOWN_DB_CODES.has(errno)) return { reason: "unknown-database", cause: e };
-    }
-    return visit(e.meta?.driverAdapterError, depth + 1) ?? visit(e.cause, depth + 1);
-  };
-  return visit(error, 0);
-}
-
-/** The connection string of these options, with the password as ****. */
-export function redactedUrl(o: ConnOptions | undefined): string {
-  if (!o) return "mysql://(unknown)";
-  const user = o.user ? `${encodeURIComponent(String(o.user))}:****@` : "";
-  const host = o.socketPath ? "localhost" : `${o.host ?? "localhost"}:${o.port ?? 3306}`;
-  const query = o.socketPath ? `?socketPath=${encodeURIComponent(String(o.socketPath))}` : "";
-  return `mysql://${user}${host}/${o.database ?? ""}${query}`;
-}
-
-export function failureOf(e: any): ProbeResult {
-  const refusal = refusalOf(e);
-  if (refusal) return { ok: false, reason: refusal.reason === "auth" ? "authentication failed" : refusal.reason === "access" ? "access denied" : "unknown database", refusal: refusal.reason, error: e };
-  const code = e?.code ?? e?.cause?.code;
-  if (code === "ECONNREFUSED" || code === "ENOENT") return { ok: false, reason: "connection refused", error: e };
-  if (e?.errno === 45012 || code === "ETIMEDOUT") return { ok: false, reason: "no answer", error: e };
-  // Too many connections, the server's or this account's (1226: MAX_USER_CONNECTIONS, all of them
-  // the app's pool): the server is there and answering.
-  if (CONNECTION_LIMIT_CODES.has(e?.errno)) return { ok: true };
-  return { ok: false, reason: typeof code === "string" ? code : "connection lost", error: e };
-}
-
 /**
  * The driver's `stream` option, so that the side connection's socket is ours to close: the socket
  * path, else the app's own `stream` (called as the driver calls it), else host:port. `onSocket`
@@ -175,74 +85,6 @@ function ownStream(config: ConnOptions, onSocket: (s: Socket) => void): (cb: (er
     onSocket(s);
     return s;
   };
-}
-
-/**
- * Authentication plugins a direct connection to a node's advertised address may use: none that
- * hands the password to the other end. With TLS of any kind the driver sends it in clear inside the
- * TLS session for the sha256 plugins (and it checks the certificate only after authentication), so
- * those two are allowed only without TLS and without fetching the server's RSA key.
- */
-function directAuth(config: ConnOptions): string[] {
-  const plugins = ["mysql_native_password", "client_ed25519", "parsec"];
-  if (!config.ssl && !config.allowPublicKeyRetrieval) plugins.push("caching_sha2_password", "sha256_password");
-  const theirs = pluginList(config.restrictedAuth);
-  return theirs ? plugins.filter((p) => theirs.includes(p)) : plugins;
-}
-
-/** `restrictedAuth` as the driver reads it (an array, or a comma-separated string). */
-function pluginList(value: unknown): string[] | undefined {
-  if (Array.isArray(value)) return value.map(String);
-  if (typeof value === "string") return value.split(",").map((p) => p.trim());
-  return undefined;
-}
-
-/** The auth plugin a protocol-10 greeting names, read as mariadb 3.4's InitialHandshake reads it. */
-export function greetingPlugin(payload: Buffer): string | undefined {
-  try {
-    if (payload[0] !== 10) return undefined;
-    let at = payload.indexOf(0, 1);
-    if (at < 0) return undefined;
-    at += 1 + 4 + 8 + 1; // NUL after the version, thread id, seed part 1, filler
-    let caps = payload.readUInt16LE(at);
-    at += 2 + 1 + 2; // capabilities (low), collation, status
-    caps += payload.readUInt16LE(at) * 0x10000;
-    at += 2;
-    const pluginAuth = (caps & (1 << 19)) !== 0;
-    const saltLength = pluginAuth ? Math.max(12, payload[at] - 9) : 0;
-    at += 1 + 10;
-    if (caps & (1 << 15)) at += saltLength;
-    at += 1;
-    if (!pluginAuth) return "mysql_native_password";
-    const end = payload.indexOf(0, at);
-    if (at > payload.length || end < 0) return undefined;
-    return payload.toString("latin1", at, end);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The driver answers the server's greeting with the plugin the greeting names, without looking at
- * `restrictedAuth` (that covers only a later switch), and before any certificate check. On a direct
- * connection the greeting is read first (buffered until whole: the driver cannot answer earlier
- * either): a plugin not in `allowed` closes the socket before the driver can answer. An error
- * packet is let through (the driver answers nothing to it).
- */
-function guardGreeting(socket: Socket, allowed: string[]) {
-  let buffered = Buffer.alloc(0);
-  const onData = (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    if (buffered.length < 4 || buffered.length < 4 + buffered.readUIntLE(0, 3)) return;
-    socket.off("data", onData);
-    const payload = buffered.subarray(4, 4 + buffered.readUIntLE(0, 3));
-    if (payload[0] === 0xff) return;
-    const plugin = greetingPlugin(payload);
-    if (plugin === undefined || !allowed.includes(plugin)) {
-      socket.destroy(Object.assign(new Error("refused: the server asked for an authentication plugin a direct connection does not use"), { code: "EPROTO" }));
-    }
-  };
-  socket.prependListener("data", onData);
 }
 
 /** An open side connection (mariadb ConnectionPromise). */

@@ -1,12 +1,12 @@
 // The wrapped transaction: records what had reached the server when one of its calls fails, makes
 // a rollback on a connection that is already dead resolve instead of throwing, notices a transaction
 // the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
-import { classify, errorFacts, provesNotSent, serverAnswered } from "../errors/classify.ts";
-import { log } from "../log.ts";
-import { makeRecord, tag, type FlightPhase, type RecordContext } from "./flight.ts";
-import { firstKeyword, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
+import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/classify.ts";
+import { log } from "../core/log.ts";
+import { makeRecord, tag, type FlightPhase, type RecordContext } from "../core/flight.ts";
+import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
-import { markSql, newToken, type CommitVerdict } from "./verify.ts";
+import { markSql, newToken, type CommitVerdict } from "../mysql/marks.ts";
 
 export function tagged(phase: FlightPhase, error: unknown, sql: string, context: RecordContext = {}): unknown {
   tag(error, makeRecord(phase, error, sql, firstKeyword(sql), context.readOnly ?? isReadOnlySql(sql), context));
@@ -16,7 +16,6 @@ export function tagged(phase: FlightPhase, error: unknown, sql: string, context:
 // What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
 // other text (raw SQL) is scanned for statements that commit implicitly.
 const PLAIN_DML = /^\s*(?:SELECT|INSERT|UPDATE|DELETE)\b/i;
-const NEEDS_SCAN = /[;'"#\\]|\/\*|--/;
 function mayEndTransaction(sql: string): boolean {
   if (PLAIN_DML.test(sql) && !NEEDS_SCAN.test(sql)) return false;
   return mayCommitImplicitly(sql);

@@ -6,8 +6,8 @@ import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
 import { retryAfterFailure, type Attempted } from "./retry.ts";
 import { DB_SYSTEM, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
-import { flightOf } from "../adapter/flight.ts";
-import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../adapter/sql.ts";
+import { flightOf } from "../core/flight.ts";
+import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../mysql/sql.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",

@@ -1,6 +1,6 @@
 // The options of resilience(), validated once when the extension is built: a bad option throws a
 // TypeError there, not at the first outage.
-import type { ErrorClass } from "../errors/classify.ts";
+import type { ErrorClass } from "../mysql/classify.ts";
 
 export interface RetryContext {
   /** The attempt that just failed (1 for the first). */

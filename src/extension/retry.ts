@@ -2,11 +2,11 @@
 // It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
 // and re-runs through p-retry within the retry count and the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { classify, errorFacts, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../errors/classify.ts";
-import { ConnectFailedError, DatabaseUnavailableError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../errors/errors.ts";
-import { flightOf, mayHaveCommitted, type FlightRecord } from "../adapter/flight.ts";
-import { describeError, log } from "../log.ts";
-import { recordGiveUp, recordRetry, type DbSystem } from "../telemetry.ts";
+import { classify, errorFacts, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../mysql/classify.ts";
+import { ConnectFailedError, DatabaseUnavailableError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../core/errors.ts";
+import { flightOf, mayHaveCommitted, type FlightRecord } from "../core/flight.ts";
+import { describeError, log } from "../core/log.ts";
+import { recordGiveUp, recordRetry, type DbSystem } from "../core/telemetry.ts";
 import type { ResolvedOptions, RetryContext } from "./options.ts";
 
 export interface Attempted {

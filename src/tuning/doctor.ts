@@ -2,12 +2,12 @@
 // timeouts, reviews the pool settings a connection string would produce and prints a verdict for
 // each, with the recommended connection string (password redacted), the installed mariadb driver
 // and its known bugs. Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.
-import { ConnectFailedError } from "../errors/errors.ts";
+import { ConnectFailedError } from "../core/errors.ts";
 import { driverInfo, type DriverInfo } from "./driver.ts";
-import { describeGaleraState } from "./galera.ts";
+import { describeGaleraState } from "../mysql/galera.ts";
 import { checkOptionKeys, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
-import { redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
+import { redact, redactUrlsIn, scrub, secretsIn } from "../mysql/url.ts";
 
 export interface DoctorOptions extends TuneOptions {
   url: string;

@@ -1,8 +1,8 @@
 // Pool settings below the server's wait_timeout: reviews what a connection string (or a mariadb pool
 // config) would produce against the server's timeouts, and recommends settings that retire idle
 // connections before the server (or an idle-dropping middlebox) does. Pure: no I/O here.
-import type { GaleraState } from "./galera.ts";
-import { formatDatabaseUrl, parseDatabaseUrl, prismaMisreads, redact } from "./url.ts";
+import type { GaleraState } from "../mysql/galera.ts";
+import { formatDatabaseUrl, parseDatabaseUrl, prismaMisreads, redact } from "../mysql/url.ts";
 
 /** The server facts the recommendation depends on. Timeouts in seconds, as the server reports them. */
 export interface ServerTimeouts {

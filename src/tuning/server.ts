@@ -1,10 +1,10 @@
 // Reads a live server's timeouts over one short-lived connection (not a pool: a pool hides a wrong
 // password behind its 10 s acquire timeout), and tunes pool settings from them.
-import { COMMIT_TABLE } from "../adapter/verify.ts";
-import { readGaleraState } from "./galera.ts";
-import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
+import { COMMIT_TABLE } from "../mysql/marks.ts";
+import { readGaleraState } from "../mysql/galera.ts";
+import { ConnectFailedError, type ConnectFailure } from "../core/errors.ts";
 import { checkOptionKeys, checkTuneOptions, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
-import { formatDatabaseUrl, parseDatabaseUrl, redact, redactUrlsIn, scrub, secretsIn } from "./url.ts";
+import { formatDatabaseUrl, parseDatabaseUrl, redact, redactUrlsIn, scrub, secretsIn } from "../mysql/url.ts";
 
 export interface ReadServerOptions {
   /** ms to wait for the connection. Default 2000. */

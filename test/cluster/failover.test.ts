@@ -10,7 +10,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { isOutcomeUnknown } from "../../src/index.ts";
-import { readGaleraState } from "../../src/tuning/galera.ts";
+import { readGaleraState } from "../../src/mysql/galera.ts";
 import { errnoOf, trackedClients, withParams } from "../support/clients.ts";
 import { uniqueKey } from "../support/data.ts";
 import { startHaproxy, type Haproxy } from "../support/haproxy.ts";

@@ -1,6 +1,6 @@
 // Proves the cluster harness: each fault really happens (cluster size, wsrep_local_state, HAProxy's
 // view, the error a client sees), so a cluster test that passes is not passing because its fault
-// never happened. Also reads the nodes' state with src/tuning/galera.ts (what the doctor reports).
+// never happened. Also reads the nodes' state with src/mysql/galera.ts (what the doctor reports).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { runDoctor } from "../../src/index.ts";
-import { readGaleraState, describeGaleraState } from "../../src/tuning/galera.ts";
+import { readGaleraState, describeGaleraState } from "../../src/mysql/galera.ts";
 import { requireGalera, startGaleraCluster, type GaleraCluster, type GaleraNode } from "../support/galera.ts";
 import { haproxyForGalera, type GaleraProxy } from "../support/haproxy.ts";
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { errorFacts } from "../../src/errors/classify.ts";
+import { errorFacts } from "../../src/mysql/classify.ts";
 import { bareClient, errnoOf, trackedClients, withParams } from "../support/clients.ts";
 import { inFlight, uniqueKey } from "../support/data.ts";
 import { startGaleraCluster, type GaleraCluster } from "../support/galera.ts";

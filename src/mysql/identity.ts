@@ -6,7 +6,7 @@
 // gone from MySQL 8.0; performance_schema.global_status has it) and in what names a server
 // (MySQL's @@server_uuid, which MariaDB lacks). The flavour comes from the connection's handshake,
 // once per connection: no statement is spent on it.
-import { parseMembers } from "../tuning/galera.ts";
+import { parseMembers } from "./galera.ts";
 
 export type Flavor = "mariadb" | "mysql";
 

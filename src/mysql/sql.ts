@@ -60,7 +60,7 @@ export function scanSql(sql: string): ScannedSql {
 }
 
 // Text without literals, comments or `;` (what Prisma generates) is one statement as it stands.
-const NEEDS_SCAN = /[;'"#\\]|\/\*|--/;
+export const NEEDS_SCAN = /[;'"#\\]|\/\*|--/;
 function scan(sql: string): ScannedSql {
   if (!NEEDS_SCAN.test(sql)) {
     const trimmed = sql.trim();

@@ -1,6 +1,7 @@
 // Sorts any error thrown through Prisma 7 + a MySQL/MariaDB driver adapter into four classes, by
 // its shape (name, code, meta, cause), never with `instanceof`: an app may load two copies of
-// @prisma/client, and the driver's own errors reach us raw. See DESIGN §2 for the measured shapes.
+// @prisma/client, and the driver's own errors reach us raw. See docs/design.md for the measured shapes.
+import { NEVER_RETRY_CODES, REFUSED_CODES } from "./codes.ts";
 
 /**
  * - `connection-lost`: the connection is unusable (killed, reset, closed, timed out mid-query).
@@ -44,7 +45,7 @@ export interface ErrorFacts {
   heldBack?: boolean;
 }
 
-// The adapter wrapper's flight record (src/adapter/flight.ts), read here for `heldBack` only: a
+// The adapter wrapper's flight record (src/core/flight.ts), read here for `heldBack` only: a
 // held-back call's error (code ECONNREFUSED) comes back from Prisma with its code, message and meta.
 const FLIGHT = Symbol.for("prisma-extension-resilience.flight");
 
@@ -169,20 +170,6 @@ const WSREP_MESSAGE = /wsrep/i;
 const ERROR_DURING_COMMIT = 1180; // ER_ERROR_DURING_COMMIT: on Galera, "not connected to Primary Component"
 const NOT_PRIMARY_MESSAGE = /primary component/i;
 
-// Failures that can carry a connection SQLSTATE (08S01) but that a retry would only repeat.
-const NEVER_RETRY_CODES = new Set([
-  1153, // ER_NET_PACKET_TOO_LARGE: the server closes the connection, the packet is still too large
-  1969, // ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
-  3024, // ER_QUERY_TIMEOUT (MySQL max_execution_time)
-  45004, // ER_CMD_NOT_EXECUTED_DESTROYED: the driver killed the query at its queryTimeout
-  45046, // ER_MAX_ALLOWED_PACKET (driver side)
-]);
-
-// Refusals that retrying cannot cure, even when they arrive wrapped in a pool timeout. A locked
-// account (4151 MariaDB, 3118 MySQL) and an expired password at login (1862) are answers about the
-// account from a running server, like a wrong password.
-const ACCESS_CODES = new Set([1044, 1045, 1049, 1130, 1227, 1698, 1251, 1862, 3118, 4151]);
-
 // An account's connection limit (CREATE USER … WITH MAX_USER_CONNECTIONS): 1226 also answers an
 // hourly quota (max_questions, max_updates, max_connections_per_hour) that waiting does not cure.
 const USER_LIMIT = 1226; // ER_USER_LIMIT_REACHED
@@ -217,7 +204,7 @@ export function headerOf(text: string): { errno?: number; sqlState?: string } {
 function poolTimeoutClass(f: ErrorFacts): ErrorClass {
   const reason = f.reason ?? "";
   const { errno, sqlState } = headerOf(reason);
-  if ((errno !== undefined && (ACCESS_CODES.has(errno) || NEVER_RETRY_CODES.has(errno))) || sqlState === "28000" || ACCESS_MESSAGE.test(reason)) return "fatal";
+  if ((errno !== undefined && (REFUSED_CODES.has(errno) || NEVER_RETRY_CODES.has(errno))) || sqlState === "28000" || ACCESS_MESSAGE.test(reason)) return "fatal";
   if (errno === USER_LIMIT) return USER_CONNECTIONS_MESSAGE.test(reason) ? "unavailable" : "fatal";
   if (errno !== undefined && UNAVAILABLE_CODES.has(errno)) return "unavailable";
   return NETWORK_MESSAGE.test(reason) ? "unavailable" : "fatal";
@@ -262,7 +249,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
   }
 
   if (errno !== undefined) {
-    if (ACCESS_CODES.has(errno) || NEVER_RETRY_CODES.has(errno)) return "fatal";
+    if (REFUSED_CODES.has(errno) || NEVER_RETRY_CODES.has(errno)) return "fatal";
     if (errno === POOL_TIMEOUT) return poolTimeoutClass(f);
     if (errno === USER_LIMIT) return f.messages.some((m) => USER_CONNECTIONS_MESSAGE.test(m)) ? "unavailable" : "fatal";
     if (CONFLICT_CODES.has(errno)) return "conflict";
@@ -296,7 +283,7 @@ export function classify(error: unknown, options: ClassifyOptions = {}): ErrorCl
   }
 
   // SQLSTATE class 08: connection exception. 08004 is a refused connection (e.g. too many).
-  if (f.sqlState?.startsWith("08") && errno !== undefined && !ACCESS_CODES.has(errno)) {
+  if (f.sqlState?.startsWith("08") && errno !== undefined && !REFUSED_CODES.has(errno)) {
     return f.sqlState === "08004" ? "unavailable" : "connection-lost";
   }
 

@@ -1,6 +1,7 @@
 // The package's own errors. Each has a stable `name` (match on it, not on `instanceof`, if your app
 // may load two copies of this package) and keeps the original error as `cause`.
-import type { FlightPhase } from "../adapter/flight.ts";
+import type { ConnectFailure } from "../mysql/refusal.ts";
+import type { FlightPhase } from "./flight.ts";
 
 export interface OutcomeUnknownDetails {
   /**
@@ -72,7 +73,7 @@ export function isOutcomeUnknown(error: unknown): error is OutcomeUnknownError {
   return typeof error === "object" && error !== null && (error as any).name === "OutcomeUnknownError";
 }
 
-export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" | "timeout" | "unreachable" | "too-many-connections" | "other";
+export type { ConnectFailure };
 
 /** Could not connect to the server; `reason` names why (a wrong password is `auth`, not a timeout). */
 export class ConnectFailedError extends Error {

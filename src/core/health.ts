@@ -4,13 +4,13 @@
 // a fresh pool: every connection from before the outage is retired at once (a generation), and all
 // waiting callers share that one reconnect. A server that answers but refuses us (wrong password, no
 // access, unknown database) is a refusal: calls fail at once with ConnectFailedError, never retried.
-import { ConnectFailedError, type ConnectFailure } from "../errors/errors.ts";
-import { describeError, log } from "../log.ts";
-import type { ProbeResult, SideConnections } from "./side.ts";
-import { recordOutageWait, recordStateChange, type DbSystem } from "../telemetry.ts";
+import { ConnectFailedError, type ConnectFailure } from "./errors.ts";
+import { describeError, log } from "./log.ts";
+import type { ProbeResult } from "../mysql/refusal.ts";
+import type { HealthState, StateChange } from "./state.ts";
+import { recordOutageWait, recordStateChange, type DbSystem } from "./telemetry.ts";
 
-export type HealthState = "up" | "down";
-export type { ProbeTarget } from "./side.ts";
+export type { HealthState, StateChange } from "./state.ts";
 
 // Delays of the probes that follow one that found the server up after a lost connection.
 const RECHECK_MS = [150, 350];
@@ -23,16 +23,6 @@ const PROBE_MAX_FACTOR = 8;
 // A side connection's failures that are an outage by themselves (see SideConnections.probe).
 const OUTAGE_REASONS = new Set(["connection refused", "no answer"]);
 
-export interface StateChange {
-  state: HealthState;
-  /** Why it went down ("connection refused", "no answer", "authentication failed") or came back ("server accepts connections"). */
-  reason: string;
-  /** For `up`: how long the server was down, in ms. */
-  downForMs?: number;
-  /** Pool generation now in use: it grows by one each time connections from before an outage are retired. */
-  generation: number;
-}
-
 export interface HealthOptions {
   /** ms a call waits at the gate while the server is down before it fails (not sent) and is retried. */
   outageWait: number;
@@ -41,6 +31,13 @@ export interface HealthOptions {
   /** ms a probe waits for an answer. */
   probeTimeout: number;
   onStateChange?: (change: StateChange) => void;
+}
+
+/** What reaches the server for a probe: the adapter's side connections (src/adapter/side.ts). */
+export interface Prober {
+  readonly canConnect: boolean;
+  probe(timeoutMs: number): Promise<ProbeResult>;
+  close(): void;
 }
 
 export interface HealthHooks {
@@ -66,7 +63,7 @@ export class ServerDownError extends Error {
   }
 }
 
-export class ServerHealth {
+export class ServerHealth<S extends Prober = Prober> {
   state: HealthState = "up";
   generation = 0;
   /** Set while the server refuses us: what every call fails with. */
@@ -85,7 +82,7 @@ export class ServerHealth {
 
   constructor(
     private readonly options: HealthOptions,
-    readonly side: SideConnections,
+    readonly side: S,
     private readonly hooks: HealthHooks,
   ) {}
 

@@ -287,3 +287,12 @@ export function scrub(text: string, secrets: Array<string | undefined>): string 
 export function redactUrlsIn(text: string): string {
   return maskSecretParams(text, true).replace(/[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^/]*@)?\S*/g, (u) => redact(u));
 }
+
+/** The connection string of these options, with the password as ****. */
+export function redactedUrl(o: Record<string, any> | undefined): string {
+  if (!o) return "mysql://(unknown)";
+  const user = o.user ? `${encodeURIComponent(String(o.user))}:****@` : "";
+  const host = o.socketPath ? "localhost" : `${o.host ?? "localhost"}:${o.port ?? 3306}`;
+  const query = o.socketPath ? `?socketPath=${encodeURIComponent(String(o.socketPath))}` : "";
+  return `mysql://${user}${host}/${o.database ?? ""}${query}`;
+}

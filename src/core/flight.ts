@@ -2,8 +2,8 @@
 // wrapper attaches it to the error it rethrows; the extension reads it back to decide whether a
 // re-run is safe. It rides on the error itself (never on shared state), so concurrent operations
 // cannot see each other's records, and it costs nothing until something fails.
-import { provesNotSent, serverAnswered } from "../errors/classify.ts";
-import { isMultiStatement } from "./sql.ts";
+import { provesNotSent, serverAnswered } from "../mysql/classify.ts";
+import { isMultiStatement } from "../mysql/sql.ts";
 
 /**
  * Where the failure happened:
