@@ -23,3 +23,10 @@ export interface AdapterLike extends QueryableLike {
   getConnectionInfo?(): unknown;
   dispose(): Promise<void>;
 }
+
+/** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, or one of your own. */
+export interface AdapterFactoryLike {
+  readonly provider: string;
+  readonly adapterName: string;
+  connect(): Promise<any>;
+}

@@ -1,6 +1,6 @@
 // A server's refusal of a connection (wrong password, no access, unknown database) told apart from
 // a server that is not there: what a failed connect attempt means (see src/core/health.ts).
-import { headerOf } from "./classify.ts";
+import { errorFacts, headerOf } from "./classify.ts";
 import { ACCESS_CODES, AUTH_CODES, HOST_BLOCKED, UNKNOWN_DB_CODES } from "./codes.ts";
 
 export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" | "timeout" | "unreachable" | "too-many-connections" | "other";
@@ -59,4 +59,19 @@ export function failureOf(e: any): ProbeResult {
   // the app's pool): the server is there and answering.
   if (CONNECTION_LIMIT_CODES.has(e?.errno)) return { ok: true };
   return { ok: false, reason: typeof code === "string" ? code : "connection lost", error: e };
+}
+
+// Pool errors that mean "no connection could be made": their cause says why.
+const POOL_CONNECT_ERRORS = new Set([45028, 45060, 45061]);
+
+/**
+ * A refusal behind a call's error: only where the error is about making a connection (a pool
+ * timeout, the pool failing to connect, or the driver adapter's AuthenticationFailed). A statement's
+ * own "access denied" (1044, 1227 …) or "unknown database" (`USE x`) is the statement's error, not
+ * a refusal of the app's connections.
+ */
+export function connectRefusal(error: unknown) {
+  const f = errorFacts(error);
+  if (f.kind === "AuthenticationFailed" || (f.errno !== undefined && POOL_CONNECT_ERRORS.has(f.errno))) return refusalOf(error);
+  return undefined;
 }
