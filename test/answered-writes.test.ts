@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { flightOf, isOutcomeUnknown, provesNotSent, withResilience } from "../src/index.ts";
-import { judge } from "../src/extension/retry.ts";
+import { judge } from "../src/extension/safety.ts";
 import { resolveOptions } from "../src/extension/options.ts";
 import { withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
