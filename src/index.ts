@@ -23,4 +23,4 @@ export {
 } from "./tuning/pool.ts";
 export { readServerTimeouts, tunePool, type ReadServerOptions } from "./tuning/server.ts";
 export { runDoctor, type DoctorOptions, type DoctorResult } from "./tuning/doctor.ts";
-export { redact } from "./mysql/url.ts";
+export { redact } from "./core/redact.ts";

@@ -8,7 +8,8 @@ import { isAccountConnectionLimit, serverAnswered, unavailableReason } from "../
 import { failureOf, refusalOf, type ProbeResult } from "../src/adapter/side.ts";
 import { ServerHealth, type StateChange } from "../src/core/health.ts";
 import { ResilientTransaction } from "../src/adapter/transaction.ts";
-import { flightOf, makeRecord, mayHaveCommitted, tag, type FlightRecord } from "../src/core/flight.ts";
+import { flightOf, mayHaveCommitted, tag, type FlightRecord } from "../src/core/flight.ts";
+import { makeRecord } from "../src/adapter/record.ts";
 import { resolveOptions } from "../src/extension/options.ts";
 import { firstKeyword, isAutocommitDml, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../src/mysql/sql.ts";
 import { shapes } from "./fixtures/error-shapes.ts";

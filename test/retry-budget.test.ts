@@ -8,7 +8,8 @@ import { DatabaseUnavailableError } from "../src/index.ts";
 const isDatabaseUnavailable = (e: unknown) => e instanceof DatabaseUnavailableError;
 import { resolveOptions, type RetryContext } from "../src/extension/options.ts";
 import { retryAfterFailure, type Attempted } from "../src/extension/retry.ts";
-import { makeRecord, tag } from "../src/core/flight.ts";
+import { tag } from "../src/core/flight.ts";
+import { makeRecord } from "../src/adapter/record.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
 
 const shape = (name: string) => {

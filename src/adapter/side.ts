@@ -6,7 +6,8 @@
 // error 1129). They need the mariadb driver; without it (another adapter) a TCP probe is the fallback.
 import { connect as tcpConnect, type Socket } from "node:net";
 import { directAuth, guardGreeting } from "../mysql/handshake.ts";
-import { failureOf, type ProbeResult } from "../mysql/refusal.ts";
+import type { ProbeResult } from "../core/health.ts";
+import { failureOf } from "../mysql/refusal.ts";
 import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "../mysql/identity.ts";
 
 /** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
@@ -24,7 +25,8 @@ export interface ProbeTarget {
   socketPath?: string;
 }
 
-export { failureOf, refusalOf, type ProbeResult } from "../mysql/refusal.ts";
+export type { ProbeResult } from "../core/health.ts";
+export { failureOf, refusalOf } from "../mysql/refusal.ts";
 export { flavorOf, isSessionRow, processlist, restartOf, sameServer, serverIdentityOf, sessionIdentityOf, sessionRowSql, sessionSql, type Flavor, type ServerIdentity, type SessionIdentity } from "../mysql/identity.ts";
 
 let driver: Promise<any> | undefined;

@@ -3,15 +3,12 @@
 // the server ended without saying so, and (exactly-once) sends a mark with its COMMIT.
 import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/classify.ts";
 import { log } from "../core/log.ts";
-import { makeRecord, tag, type FlightPhase, type RecordContext } from "../core/flight.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
+import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
-import { markSql, newToken, type CommitVerdict } from "../mysql/marks.ts";
 
-export function tagged(phase: FlightPhase, error: unknown, sql: string, context: RecordContext = {}): unknown {
-  tag(error, makeRecord(phase, error, sql, firstKeyword(sql), context.readOnly ?? isReadOnlySql(sql), context));
-  return error;
-}
+export { tagged } from "./record.ts";
+import { markSql, newToken, type CommitVerdict } from "../mysql/marks.ts";
 
 // What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
 // other text (raw SQL) is scanned for statements that commit implicitly.

@@ -1,6 +1,5 @@
 // The package's own errors. Each has a stable `name` (match on it, not on `instanceof`, if your app
 // may load two copies of this package) and keeps the original error as `cause`.
-import type { ConnectFailure } from "../mysql/refusal.ts";
 import type { FlightPhase } from "./flight.ts";
 
 export interface OutcomeUnknownDetails {
@@ -73,7 +72,8 @@ export function isOutcomeUnknown(error: unknown): error is OutcomeUnknownError {
   return typeof error === "object" && error !== null && (error as any).name === "OutcomeUnknownError";
 }
 
-export type { ConnectFailure };
+export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" | "timeout" | "unreachable" | "too-many-connections" | "other";
+
 
 /** Could not connect to the server; `reason` names why (a wrong password is `auth`, not a timeout). */
 export class ConnectFailedError extends Error {

@@ -2,8 +2,6 @@
 // wrapper attaches it to the error it rethrows; the extension reads it back to decide whether a
 // re-run is safe. It rides on the error itself (never on shared state), so concurrent operations
 // cannot see each other's records, and it costs nothing until something fails.
-import { provesNotSent, serverAnswered } from "../mysql/classify.ts";
-import { isMultiStatement } from "../mysql/sql.ts";
 
 /**
  * Where the failure happened:
@@ -62,36 +60,6 @@ export function mayHaveCommitted(record: FlightRecord): boolean {
   if (record.notSent || record.answered || record.verification === "not-committed") return false;
   if (record.phase === "commit") return !record.readOnly;
   return record.phase === "autocommit" && !record.readOnly;
-}
-
-export interface RecordContext {
-  threadId?: number;
-  heldBack?: boolean;
-  committedEarlier?: boolean;
-  verification?: FlightRecord["verification"];
-  duringOutage?: boolean;
-  transactionEnded?: boolean;
-  /** Overrides what the statement's text says: a COMMIT of a transaction that only read. */
-  readOnly?: boolean;
-  /** Overrides what the error says: an answer that does not tell what happened to the transaction. */
-  answered?: boolean;
-}
-
-export function makeRecord(phase: FlightPhase, error: unknown, sql: string, statement: string, readOnly: boolean, context: RecordContext = {}): FlightRecord {
-  const { threadId, heldBack, committedEarlier = false, verification, duringOutage, transactionEnded } = context;
-  return Object.freeze({
-    phase,
-    statement,
-    readOnly,
-    notSent: heldBack === true || provesNotSent(error),
-    threadId,
-    heldBack,
-    answered: context.answered ?? (serverAnswered(error) && !isMultiStatement(sql)),
-    committedEarlier,
-    verification,
-    duringOutage: duringOutage || undefined,
-    transactionEnded: transactionEnded || undefined,
-  });
 }
 
 /**

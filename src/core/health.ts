@@ -6,7 +6,6 @@
 // access, unknown database) is a refusal: calls fail at once with ConnectFailedError, never retried.
 import { ConnectFailedError, type ConnectFailure } from "./errors.ts";
 import { describeError, log } from "./log.ts";
-import type { ProbeResult } from "../mysql/refusal.ts";
 import type { HealthState, StateChange } from "./state.ts";
 import { recordOutageWait, recordStateChange, type DbSystem } from "./telemetry.ts";
 
@@ -32,6 +31,11 @@ export interface HealthOptions {
   probeTimeout: number;
   onStateChange?: (change: StateChange) => void;
 }
+
+/** What one attempt to connect found. */
+export type ProbeResult =
+  | { ok: true }
+  | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
 
 /** What reaches the server for a probe: the adapter's side connections (src/adapter/side.ts). */
 export interface Prober {

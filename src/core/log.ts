@@ -1,7 +1,7 @@
 // DEBUG=prisma-extension-resilience (or DEBUG=*) prints what the package does: retries, outages,
 // reconnects, ghost sessions killed. Messages are built here from codes and counts only: never a
 // connection string, a statement's text or its values.
-import { redactUrlsIn } from "../mysql/url.ts";
+import { redactUrlsIn } from "./redact.ts";
 
 const NAME = "prisma-extension-resilience";
 

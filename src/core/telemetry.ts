@@ -5,7 +5,7 @@
 // server's state), never a query that succeeds. Attributes hold names, codes, counts and times:
 // never a URL, SQL text or a value.
 import { createRequire } from "node:module";
-import { errorFacts, type ErrorClass } from "../mysql/classify.ts";
+import { errorFacts, type ErrorClass } from "./facts.ts";
 import type { StateChange } from "./state.ts";
 
 /** `db.system.name`: the server's flavour, when something told it. */

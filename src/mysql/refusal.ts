@@ -1,14 +1,9 @@
 // A server's refusal of a connection (wrong password, no access, unknown database) told apart from
 // a server that is not there: what a failed connect attempt means (see src/core/health.ts).
 import { errorFacts, headerOf } from "./classify.ts";
+import type { ConnectFailure } from "../core/errors.ts";
+import type { ProbeResult } from "../core/health.ts";
 import { ACCESS_CODES, AUTH_CODES, HOST_BLOCKED, UNKNOWN_DB_CODES } from "./codes.ts";
-
-export type ConnectFailure = "auth" | "access" | "unknown-database" | "refused" | "timeout" | "unreachable" | "too-many-connections" | "other";
-
-/** What one attempt to connect found. */
-export type ProbeResult =
-  | { ok: true }
-  | { ok: false; reason: string; /** The server answered and refused us: never retried. */ refusal?: ConnectFailure; error?: unknown };
 
 // No access: the account's (see codes.ts), or this host blocked for its aborted connects.
 const ACCESS_REFUSED = new Set([...ACCESS_CODES, HOST_BLOCKED]);
