@@ -132,7 +132,7 @@ describe("SQL read-only check", () => {
     "WITH x AS (SELECT 1) UPDATE User SET balance = 2",
     "/* SELECT */ INSERT INTO Ledger VALUES (1)",
     "",
-    // issue 9: executable comments run, EXPLAIN ANALYZE / ANALYZE execute, sequences advance,
+    // Not read-only after all (README.md#the-safety-rule): executable comments run, EXPLAIN ANALYZE / ANALYZE execute, sequences advance,
     // and a second statement can write.
     "/*!50000 INSERT INTO Ledger VALUES (1) */ SELECT 1",
     "SELECT 1 /*M! , (INSERT INTO x VALUES (1)) */",

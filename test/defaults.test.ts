@@ -50,7 +50,7 @@ function handBuilt(factory: any, adapterOptions: Parameters<typeof withResilienc
   return base.$extends(resilience(options)) as PrismaClient;
 }
 
-describe("the table of issue 11, with the defaults", () => {
+describe("the fault table of docs/faults-and-caveats.md, with the defaults", () => {
   test("traffic silently dropped for 4 s under 8 readers: every operation ends, successfully, within drop + 3 s", { timeout: 30_000 }, async () => {
     const proxy = await startProxy(db.host, db.port);
     try {
@@ -427,7 +427,7 @@ describe("nothing left behind", () => {
   });
 });
 
-describe("options (issue 13)", () => {
+describe("options (docs/api.md)", () => {
   test("probeInterval, probeTimeout, outageWait and silentAfter have sane minimums", { timeout: 5000 }, () => {
     const factory = new PrismaMariaDb("mysql://u@127.0.0.1:1/x");
     assert.throws(() => withResilience(factory, { probeInterval: 1 }), TypeError);

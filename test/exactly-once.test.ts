@@ -1,4 +1,4 @@
-// Exactly-once (issue 10): when the reply to a COMMIT is lost, the adapter wrapper finds out whether
+// Exactly-once (docs/exactly-once.md): when the reply to a COMMIT is lost, the adapter wrapper finds out whether
 // it committed (the old session gone, then its commit mark) instead of reporting "unknown".
 // COMMIT delivered, reply lost → the operation resolves with its result, one row, no re-run.
 // COMMIT swallowed before the server → re-run once, one row. A silent drop at COMMIT with the server

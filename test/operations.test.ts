@@ -1,5 +1,5 @@
 // Single operations (outside transactions) under real faults, with withResilience() on the adapter:
-// each fault row of DESIGN §2, the attempts counted through onRetry, and the data checked.
+// each fault row of docs/faults-and-caveats.md, the attempts counted through onRetry, and the data checked.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";

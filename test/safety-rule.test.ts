@@ -1,4 +1,4 @@
-// The safety rule on wider work (issue 9): an error the server answered means "not applied" and is
+// The safety rule on wider work (README.md#the-safety-rule): an error the server answered means "not applied" and is
 // re-run (deadlocks and lock-wait timeouts until the deadline), only a lost connection leaves an
 // outcome open, and nothing that may have committed is re-run: not an app error thrown inside a
 // transaction callback, not a transaction after a statement that commits implicitly, not a "read"

@@ -1,5 +1,5 @@
-// Exactly-once on a Galera cluster behind HAProxy (issue 12, point 4): a COMMIT whose reply is lost
-// together with its node (kill -9, and the node stays down). Through the proxy the verification
+// Exactly-once on a Galera cluster behind HAProxy (docs/clusters-and-proxies.md): a COMMIT whose reply
+// is lost together with its node (kill -9, and the node stays down). Through the proxy the verification
 // lands on the other nodes; the old session's node refuses connections at its own address and the
 // Primary component no longer counts it, so its session is gone by definition and the mark is read
 // on a Synced node (wsrep_sync_wait = 1). Within the default verifyTimeout (10 s), without waiting
