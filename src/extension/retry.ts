@@ -1,6 +1,6 @@
 // The retry path: entered only after an attempt has failed, so a healthy app never runs it.
-// It judges each failure (safe to re-run? committed maybe?), waits when the server is unavailable,
-// and re-runs through p-retry within the retry count and the deadline.
+// It asks the safety rule about each failure (safety.ts: safe to re-run? committed maybe?), pays
+// for each re-run from a budget, waits, and re-runs through p-retry within the deadline.
 import pRetry, { AbortError } from "p-retry";
 import { isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../mysql/classify.ts";
 import { DatabaseUnavailableError } from "../core/errors.ts";
@@ -136,8 +136,19 @@ export async function retryAfterFailure<T>(
   };
 
   try {
+    // p-retry runs the loop and bounds it by time (maxRetryTime); this package's own accounting
+    // decides each retry, because p-retry 7's options cannot say it (its index.js, 7.1.1):
+    // - its retry count (`retries`, `shouldConsumeRetry`) is checked before `shouldRetry` is asked
+    //   and never goes down, while a counted loss that an outage explains later is given back here
+    //   (refundOutageLoss): `retries` is only the backstop of all the budgets together;
+    // - its delay grows with the retries it counted, and a retry it does not count runs at once;
+    //   the waits here depend on the budget and the failure (none after a lost connection or a
+    //   held-back call, full jitter for a conflict, backoff by the waits made: backoffDelay,
+    //   conflictDelay), so its backoff is off (`minTimeout: 0`, `factor: 1`) and shouldRetry waits;
+    // - `signal` would end the loop with the signal's reason, and AbortError turns a non-Error into
+    //   a new Error: the caller gets the failure itself and the give-up is recorded (`abortWith`),
+    //   and $disconnect() is read from `what.stopped` after each wait.
     return await pRetry(run, {
-      // p-retry runs the loop; the accounting below decides each retry.
       retries: options.retries + MAX_FREE.stale + MAX_FREE.outage + MAX_FREE.conflict,
       minTimeout: 0,
       factor: 1,
