@@ -1,5 +1,6 @@
 // Learns the mariadb pool a driver adapter factory builds, while it builds it (see src/adapter/pool.ts).
 import { EventEmitter } from "node:events";
+import type { DriverPool } from "./driver.ts";
 
 /**
  * Runs `connect` (a driver adapter factory's connect()) and returns the mariadb pool it creates, if
@@ -8,9 +9,9 @@ import { EventEmitter } from "node:events";
  * exactly that synchronous stretch and restored before anything else can run. The adapter keeps its
  * settings in a private field; this is how the probe learns them before any connection succeeds.
  */
-export function capturePool<T>(connect: () => T): { result: T; pool?: any } {
+export function capturePool<T>(connect: () => T): { result: T; pool?: DriverPool } {
   const original = EventEmitter.prototype.on;
-  let pool: any;
+  let pool: DriverPool | undefined;
   EventEmitter.prototype.on = function (this: any, name: string | symbol, listener: (...args: any[]) => void) {
     if (pool === undefined && this?.opts?.connOptions && typeof this.getConnection === "function") pool = this;
     return original.call(this, name, listener);

@@ -137,7 +137,7 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
       this.pool = pool;
       this.pools.add(pool);
       trackCreations(pool);
-      this.config = pool.opts.connOptions;
+      this.config = pool.opts!.connOptions;
       this.poolWatch.watch(pool);
     }
     return Promise.resolve(result).then((adapter: AdapterLike) => {

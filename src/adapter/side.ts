@@ -7,11 +7,11 @@
 import { connect as tcpConnect, type Socket } from "node:net";
 import { directAuth, guardGreeting } from "../mysql/handshake.ts";
 import type { ProbeResult } from "../core/health.ts";
+import type { ConnOptions } from "./driver.ts";
 import { failureOf } from "../mysql/refusal.ts";
 import { flavorOf, serverIdentityOf, serverSql, type ServerIdentity } from "../mysql/identity.ts";
 
-/** The driver's connection options (mariadb `ConnOptions`): host, port, socketPath, stream, user, password … */
-export type ConnOptions = Record<string, any>;
+export type { ConnOptions } from "./driver.ts";
 
 /** A server's own TCP address (a Galera node's client address), to reach it without the proxy. */
 export interface NodeAddress {
