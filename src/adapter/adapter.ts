@@ -249,12 +249,12 @@ class ResilientAdapter implements AdapterLike, FailureHandler {
 
   /** Calls the factory, learning its pool and settings while it builds them. */
   private connectInner(): Promise<AdapterLike> {
-    const { result, pool } = capturePool(() => this.factory.connect());
+    // Connects are counted from the pool's first one, which its constructor starts.
+    const { result, pool } = capturePool(() => this.factory.connect(), trackCreations);
     if (pool) {
       this.ownsPool = true;
       this.pool = pool;
       this.pools.add(pool);
-      trackCreations(pool);
       this.config = pool.opts.connOptions;
       this.watch(pool);
     }
@@ -848,6 +848,14 @@ const creating = new WeakMap<object, { pending: number; settled: Array<() => voi
  * pool can wait for them (see creationsSettled).
  */
 function trackCreations(pool: any) {
+  try {
+    countCreations(pool);
+  } catch {
+    // not mariadb 3.4's Pool as expected: ending it does not wait for connects in flight
+  }
+}
+
+function countCreations(pool: any) {
   const create = pool?._createPoolConnection;
   const made = pool?._prepareNewConnection;
   const failed = pool?._handleConnectionCreationError;
