@@ -6,9 +6,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { demoDatabase } from "./database.ts";
 import { redact } from "../src/index.ts";
 import { runChaos, summary, violations, type ChaosMode, type ChaosResult } from "../test/support/chaos.ts";
-import { connectDatabase, startDatabase } from "../test/support/mariadb.ts";
 import { renderReport, tableRows } from "./report.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,9 +24,7 @@ const workers = Number(values.workers);
 if (!(durationMs >= 4000)) throw new TypeError("--duration must be at least 4000 ms");
 if (!(workers >= 1 && workers <= 64)) throw new TypeError("--workers must be between 1 and 64");
 
-const external = process.env.DATABASE_URL;
-console.log(external ? `using DATABASE_URL ${redact(external)} (no kill -9 / restart on a server this demo did not start)` : "starting a throwaway MariaDB …");
-const db = external ? await connectDatabase(external) : await startDatabase();
+const { db, external } = await demoDatabase();
 const seed = 20261124;
 const results: ChaosResult[] = [];
 try {

@@ -9,7 +9,7 @@ const LABELS: Record<string, string> = {
   "resilient-unwrapped": "extension without withResilience",
 };
 
-const esc = (s: unknown) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+export const esc = (s: unknown) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 
 export interface TableRow {
   label: string;

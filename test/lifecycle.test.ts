@@ -3,6 +3,7 @@
 // left. And `killGhostSessions: false`: this package never sends KILL.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createServer, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PrismaMariaDb } from "@prisma/adapter-mariadb";
@@ -142,6 +143,29 @@ function halfBuilding(url: string) {
   };
   return { factory, control };
 }
+
+describe("dispose() and the pool's first connection", () => {
+  test("a server that accepts but never greets: when dispose() resolves, the pool's first connect is ended too", async () => {
+    const open = new Set<Socket>();
+    const silent = createServer((s) => {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = silent.address() as { port: number };
+      const factory = withResilience(new PrismaMariaDb({ host: "127.0.0.1", port, user: "u", password: "p", connectTimeout: 6000, acquireTimeout: 8000 }), { verifyCommits: false });
+      const adapter: any = await within(factory.connect(), 5000, "connect()");
+      await within(adapter.dispose(), 12_000, "dispose()");
+      // The server side sees the close a moment later; none may stay until connectTimeout (6 s).
+      await until("every connection the pool began is closed", () => open.size === 0, 1000);
+    } finally {
+      for (const s of open) s.destroy();
+      silent.close();
+    }
+  });
+});
 
 describe("dispose() and a reconnect that fails half-way", () => {
   for (const how of ["fails", "is still building when dispose() comes, then fails", "is still building when dispose() comes, then succeeds"] as const) {

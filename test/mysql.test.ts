@@ -60,7 +60,10 @@ describe("MySQL 8 shapes (hand-built, not from a real server)", () => {
       }
       return [{ t: 1 }];
     };
-    return { conn: { info: { status: 1, serverVersion }, query }, sent };
+    // The pool hands out a new wrapper (mariadb's ConnectionPromise) for every getConnection();
+    // what they share is the connection's `info`.
+    const info = { status: 1, serverVersion };
+    return { conn: () => ({ info, query }), sent };
   }
   function transactionOn(conn: object) {
     const inner: any = {
@@ -76,8 +79,8 @@ describe("MySQL 8 shapes (hand-built, not from a real server)", () => {
     const handler: any = { suspect: async () => undefined, killGhost: async () => undefined };
     return new ResilientTransaction(inner, handler);
   }
-  async function writeAndCommit(conn: object) {
-    const tx = transactionOn(conn);
+  async function writeAndCommit(conn: () => object) {
+    const tx = transactionOn(conn());
     await tx.executeRaw({ sql: "UPDATE t SET a = 1" });
     await tx.commit();
   }

@@ -10,8 +10,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { demoDatabase } from "../database.ts";
 import { redact } from "../../src/index.ts";
-import { connectDatabase, startDatabase } from "../../test/support/mariadb.ts";
 import { breakdown, renderReport, tableRows } from "./report.ts";
 import { burstStarts, runHttp, type HttpMode, type HttpResult } from "./run.ts";
 
@@ -30,9 +30,7 @@ if (!(connections >= 1 && connections <= 256)) throw new TypeError("--connection
 
 const schedule = { durationMs, burstMs: 2000, idleMs: 3000 };
 const WORKERS = 4;
-const external = process.env.DATABASE_URL;
-console.log(external ? `using DATABASE_URL ${redact(external)} (no kill -9 / restart on a server this demo did not start)` : "starting a throwaway MariaDB …");
-const db = external ? await connectDatabase(external) : await startDatabase();
+const { db, external } = await demoDatabase();
 const seed = 20261203;
 const run = Date.now().toString(36);
 const results: HttpResult[] = [];

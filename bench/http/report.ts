@@ -1,16 +1,12 @@
 // The HTTP demo's figures: the side-by-side rows shared by the terminal and the HTML report, and one
 // self-contained HTML file with an SVG chart of 5xx answers over time beside the faults.
+import { esc, type TableRow } from "../report.ts";
 import type { HttpResult } from "./run.ts";
 
 const COLORS: Record<string, string> = { bare: "#c0392b", package: "#1f6fb2" };
 const LABELS: Record<string, string> = { bare: "bare Prisma 7", package: "with prisma-extension-resilience" };
 
-const esc = (s: unknown) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-
-export interface TableRow {
-  label: string;
-  values: string[];
-}
+export type { TableRow };
 
 export function tableRows(results: HttpResult[]): TableRow[] {
   const f = (fn: (r: HttpResult) => unknown) => results.map((r) => String(fn(r)));

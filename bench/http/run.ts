@@ -6,6 +6,7 @@ import cluster, { type Worker } from "node:cluster";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
+import { prng } from "../../test/support/chaos.ts";
 import { freePort, type TestDatabase } from "../../test/support/mariadb.ts";
 
 export type HttpMode = "bare" | "package";
@@ -101,17 +102,6 @@ export interface HttpResult {
   events: HttpEvent[];
 }
 
-/** mulberry32: a small seeded PRNG, so that both sides face the same mix and the same victims. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;

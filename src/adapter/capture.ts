@@ -8,12 +8,17 @@ import type { DriverPool } from "./driver.ts";
  * inside connect() (before connect's first await), so `EventEmitter.prototype.on` is observed for
  * exactly that synchronous stretch and restored before anything else can run. The adapter keeps its
  * settings in a private field; this is how the probe learns them before any connection succeeds.
+ * `onPool` runs the moment the pool is recognised: still inside its constructor, before it starts
+ * its first connection.
  */
-export function capturePool<T>(connect: () => T): { result: T; pool?: DriverPool } {
+export function capturePool<T>(connect: () => T, onPool?: (pool: DriverPool) => void): { result: T; pool?: DriverPool } {
   const original = EventEmitter.prototype.on;
   let pool: DriverPool | undefined;
   EventEmitter.prototype.on = function (this: any, name: string | symbol, listener: (...args: any[]) => void) {
-    if (pool === undefined && this?.opts?.connOptions && typeof this.getConnection === "function") pool = this;
+    if (pool === undefined && this?.opts?.connOptions && typeof this.getConnection === "function") {
+      pool = this;
+      onPool?.(this);
+    }
     return original.call(this, name, listener);
   } as typeof original;
   try {

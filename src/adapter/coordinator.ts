@@ -131,12 +131,12 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
 
   /** Calls the factory, learning its pool and settings while it builds them. */
   private connectInner(): Promise<AdapterLike> {
-    const { result, pool } = capturePool(() => this.factory.connect());
+    // Connects are counted from the pool's first one, which its constructor starts.
+    const { result, pool } = capturePool(() => this.factory.connect(), trackCreations);
     if (pool) {
       this.ownsPool = true;
       this.pool = pool;
       this.pools.add(pool);
-      trackCreations(pool);
       this.config = pool.opts!.connOptions;
       this.poolWatch.watch(pool);
     }

@@ -69,6 +69,14 @@ const creating = new WeakMap<object, { pending: number; settled: Array<() => voi
  * pool can wait for them (see creationsSettled).
  */
 export function trackCreations(pool: DriverPool) {
+  try {
+    countCreations(pool);
+  } catch {
+    // not mariadb 3.4's Pool as expected: ending it does not wait for connects in flight
+  }
+}
+
+function countCreations(pool: DriverPool) {
   const create = pool?._createPoolConnection;
   const made = pool?._prepareNewConnection;
   const failed = pool?._handleConnectionCreationError;

@@ -213,13 +213,14 @@ export class ResilientTransaction implements TransactionLike {
       // connection the status flag after each statement (stillOpen) and the COMMIT's own answer
       // decide from then on. (Not judged from the handshake: a proxy may announce MySQL in front of
       // a MariaDB Galera node, where the guard matters.)
-      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn)) return this.inner.commit().catch((e) => this.onCommitError(e));
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn.info ?? conn)) return this.inner.commit().catch((e) => this.onCommitError(e));
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
       const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
         (rows: any) => Number(rows?.[0]?.t),
         (e: any) => {
-          if (e?.errno === UNKNOWN_SYSTEM_VARIABLE) NO_GUARD.add(conn);
+          // Keyed by the connection's `info`: the pool hands out a new wrapper for every transaction.
+          if (e?.errno === UNKNOWN_SYSTEM_VARIABLE) NO_GUARD.add(conn.info ?? conn);
           return { error: asAdapterError(e) };
         },
       );

@@ -252,9 +252,10 @@ export function isTransactionStartTimeout(error: unknown): boolean {
 // a connection it already knew was closed, the write itself failed (EPIPE: the kernel did not take
 // the bytes; the driver sends the next command only after the reply to the last), or no connection
 // was ever made.
-// The driver's own refusals before it sends (a statement over its maxAllowedPacket, a missing or bad
-// parameter, no SQL) count too.
-const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 1226, 2002, 2003, 45016, 45017, 45018, 45043, 45046, 45049, 45052]);
+// The driver's own refusals of a query or execute before it writes a byte (a missing or bad
+// parameter, no SQL) count too. Not for batch(): one row's error there rejects a batch whose other
+// rows ran, and its 45046 comes after packets already sent.
+const NOT_SENT_CODES = new Set([45001, 45013, 45012, 45027, 45035, 45037, 1040, 1203, 1226, 2002, 2003, 45016, 45017, 45018, 45043, 45049, 45052]);
 // EPIPE: the write failed. A name lookup (EAI_AGAIN) happens only before connecting.
 const NOT_SENT_SOCKET_CODES = new Set(["EPIPE", "EAI_AGAIN"]);
 // Refused or unreachable prove nothing sent only when connecting (the syscall is connect() or the

@@ -86,7 +86,7 @@ function sampleKind(kind: OpKind): OpSample["kind"] {
 }
 
 /** mulberry32: a small seeded PRNG, so that runs can be repeated. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -404,7 +404,13 @@ class ExternalServer implements TestDatabase {
   pool: mariadb.Pool;
 
   constructor(readonly url: string) {
-    const u = new URL(url);
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      // Node's TypeError carries the input, password and all: never printed.
+      throw new TypeError("the database URL is not a valid URL (a character such as / or @ in the password must be percent-encoded)");
+    }
     this.host = u.hostname;
     this.port = Number(u.port || 3306);
     this.user = decodeURIComponent(u.username);
@@ -433,7 +439,7 @@ class ExternalServer implements TestDatabase {
   appConnections = MariaDbServer.prototype.appConnections;
   waitForStatement = MariaDbServer.prototype.waitForStatement;
   async adminConnection(): Promise<mariadb.Connection> {
-    const conn = await mariadb.createConnection(this.url.replace(/^mysql:/, "mariadb:"));
+    const conn = await mariadb.createConnection({ host: this.host, port: this.port, user: this.user, password: this.password, database: this.database });
     conn.on("error", () => undefined);
     return conn;
   }
