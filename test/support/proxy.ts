@@ -20,6 +20,8 @@ interface Link {
   heldEnd?: boolean;
   /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
   garble?: () => void;
+  /** The server's chunks gathered before the garbled one goes out. */
+  garbled?: Buffer[];
   /** While set, the client's bytes to the server wait here (holdFrom), in order. */
   heldUp?: Buffer[];
   /** Client bytes waiting for the throttle (throttleUp), in order, and the timer that forwards them. */
@@ -32,6 +34,8 @@ interface Link {
 // much waits (TCP backpressure, as on a slow link).
 const THROTTLE_TICK_MS = 10;
 const THROTTLE_QUEUE_MAX = 64 * 1024;
+// How long garbleNextReply gathers the server's replies before it garbles the last byte.
+const GARBLE_GATHER_MS = 100;
 
 export class FaultProxy {
   readonly host = "127.0.0.1";
@@ -143,11 +147,22 @@ export class FaultProxy {
           return;
         }
         if (!fromClient && link.garble) {
-          chunk = Buffer.from(chunk);
-          chunk[chunk.length - 1] ^= 0xff;
-          const done = link.garble;
-          link.garble = undefined;
-          done();
+          // Gathered for a moment, so that the replies to pipelined commands (PREPARE + EXECUTE,
+          // mark + COMMIT) are all in: the last one's record is garbled, the server has run them all.
+          const gathered = (link.garbled ??= []);
+          gathered.push(chunk);
+          if (gathered.length === 1) {
+            setTimeout(() => {
+              const all = Buffer.concat(gathered);
+              all[all.length - 1] ^= 0xff;
+              const done = link.garble!;
+              link.garble = undefined;
+              link.garbled = undefined;
+              if (!link.dropped && !to.destroyed) to.write(all);
+              done();
+            }, GARBLE_GATHER_MS);
+          }
+          return;
         }
         if (!fromClient && link.held) {
           link.held.push(chunk);
@@ -336,8 +351,8 @@ export class FaultProxy {
   /**
    * Garbles the reply to the next bytes any client sends (made for TLS: the record fails its
    * integrity check, and the driver gets an ERR_SSL_* error, not a lost connection). `deliver`:
-   * those bytes reach the server and the last byte of its next chunk back is flipped (a COMMIT
-   * commits, its reply is garbage); otherwise they are swallowed, the server's side is closed and
+   * those bytes reach the server and the last byte of what it sends back within 100 ms is flipped
+   * (every command of the flight ran, a COMMIT committed, the last reply is garbage); otherwise they are swallowed, the server's side is closed and
    * the client gets a record of random bytes. Resolves once the garbage went out.
    */
   garbleNextReply(deliver: boolean): Promise<void> {
