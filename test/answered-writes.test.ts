@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { flightOf, isOutcomeUnknown, provesNotSent, withResilience } from "../src/index.ts";
-import { judge } from "../src/extension/safety.ts";
+import { judge } from "../src/core/safety.ts";
+import { mysqlDialect } from "../src/mysql/dialect.ts";
 import { resolveOptions } from "../src/extension/options.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
@@ -77,7 +78,7 @@ describe("a refusal on record does not replace an in-flight write's own error (f
       assert.notEqual(error?.name, "ConnectFailedError", "not replaced by the refusal");
       assert.equal(provesNotSent(error), false);
       assert.equal(flightOf(error)?.statement, "INSERT");
-      const verdict: any = judge(error, { operation: "$executeRaw", scope: "operation", readOnly: () => false, startedAt: performance.now() }, resolveOptions({}), 1);
+      const verdict: any = judge(error, { dialect: mysqlDialect, operation: "$executeRaw", scope: "operation", readOnly: () => false, startedAt: performance.now() }, resolveOptions({}), 1);
       assert.equal(verdict.retry, false);
       assert.ok(isOutcomeUnknown(verdict.error), `unknown, got ${verdict.error?.name}`);
     } finally {

@@ -7,7 +7,8 @@ import { DatabaseUnavailableError } from "../src/index.ts";
 
 const isDatabaseUnavailable = (e: unknown) => e instanceof DatabaseUnavailableError;
 import { resolveOptions, type RetryContext } from "../src/extension/options.ts";
-import { retryAfterFailure, type Attempted } from "../src/extension/retry.ts";
+import { retryAfterFailure, type Attempted } from "../src/core/retry.ts";
+import { mysqlDialect } from "../src/mysql/dialect.ts";
 import { tag } from "../src/core/flight.ts";
 import { makeRecord } from "../src/adapter/record.ts";
 import { shapes } from "./fixtures/error-shapes.ts";
@@ -32,7 +33,7 @@ async function run(errors: unknown[], what: Partial<Attempted>, onAttempt?: () =
     if (next !== undefined) throw next;
     return "ok";
   };
-  const outcome = await retryAfterFailure(errors[0], attempt, { operation: "$transaction", scope: "transaction", readOnly: () => false, committing: () => false, startedAt: performance.now(), ...what }, options).then(
+  const outcome = await retryAfterFailure(errors[0], attempt, { dialect: mysqlDialect, operation: "$transaction", scope: "transaction", readOnly: () => false, committing: () => false, startedAt: performance.now(), ...what }, options).then(
     (value) => ({ value, error: undefined as unknown }),
     (error: unknown) => ({ value: undefined, error }),
   );
@@ -169,7 +170,7 @@ describe("$disconnect() and the retry loop", () => {
         attempts++;
         return "written";
       },
-      { operation: "create", scope: "operation", readOnly: () => false, stopped: () => stopped, startedAt: started },
+      { dialect: mysqlDialect, operation: "create", scope: "operation", readOnly: () => false, stopped: () => stopped, startedAt: started },
       options,
     ).then(
       () => undefined,

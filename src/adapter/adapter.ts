@@ -3,6 +3,8 @@
 // adds no work to a call that succeeds: one state check and one `.catch` per call. What watches the
 // connections (the silent-drop watchdog) is one interval per adapter that scans the pool's
 // connections, never a timer per call.
+import type { Dialect } from "../core/dialect.ts";
+import { mysqlDialect } from "../mysql/dialect.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
 import { ResilientAdapter, WRAPPED } from "./coordinator.ts";
 import type { Flavor } from "./side.ts";
@@ -16,6 +18,8 @@ export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault"
 export const OUTAGE_AFTER = Symbol.for("prisma-extension-resilience.outageAfter");
 /** The factory's answer to "which server is this, mariadb or mysql?" (for telemetry), once a connection told. */
 export const DB_SYSTEM = Symbol.for("prisma-extension-resilience.dbSystem");
+/** On the wrapped factory: the database's rules (src/core/dialect.ts) the extension judges by. */
+export const DIALECT = Symbol.for("prisma-extension-resilience.dialect");
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
@@ -23,6 +27,7 @@ export function isResilientAdapter(value: unknown): boolean {
 }
 class ResilientAdapterFactory implements AdapterFactoryLike {
   readonly [WRAPPED] = true;
+  readonly [DIALECT]: Dialect = mysqlDialect;
   /** Adapters connected and not yet disposed (Prisma makes a new one after $disconnect(); clients may share a factory). */
   private readonly live = new Set<ResilientAdapter>();
 

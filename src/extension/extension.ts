@@ -4,10 +4,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Prisma } from "@prisma/client/extension";
 import { resolveOptions, type ResilienceOptions, type ResolvedOptions } from "./options.ts";
-import { retryAfterFailure, type Attempted } from "./retry.ts";
-import { DB_SYSTEM, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
+import type { Dialect } from "../core/dialect.ts";
+import { retryAfterFailure, type Attempted } from "../core/retry.ts";
+import { DB_SYSTEM, DIALECT, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../core/flight.ts";
-import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../mysql/sql.ts";
+import { mysqlDialect } from "../mysql/dialect.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",
@@ -37,19 +38,19 @@ function rawSqlText(args: unknown): string | undefined {
   return undefined;
 }
 
-function operationIsReadOnly(operation: string, args: unknown): boolean {
+function operationIsReadOnly(dialect: Dialect, operation: string, args: unknown): boolean {
   if (READ_OPERATIONS.has(operation)) return true;
   if (RAW_READS.has(operation)) {
     const sql = rawSqlText(args);
-    return sql !== undefined && isReadOnlySql(sql);
+    return sql !== undefined && dialect.isReadOnlySql(sql);
   }
   return false;
 }
 
-function rawIsMultiStatement(operation: string, args: unknown): boolean {
+function rawIsMultiStatement(dialect: Dialect, operation: string, args: unknown): boolean {
   if (!operation.startsWith("$")) return false;
   const sql = rawSqlText(args);
-  return sql !== undefined && isMultiStatement(sql);
+  return sql !== undefined && dialect.isMultiStatement(sql);
 }
 
 const PRISMA_DATABASE_ERRORS = new Set(["PrismaClientKnownRequestError", "PrismaClientUnknownRequestError", "DriverAdapterError"]);
@@ -83,16 +84,16 @@ interface AttemptState {
 }
 const attemptState = new AsyncLocalStorage<AttemptState>();
 
-function noteImplicitCommit(operation: string, args: unknown) {
+function noteImplicitCommit(dialect: Dialect, operation: string, args: unknown) {
   if (!operation.startsWith("$")) return;
   const sql = rawSqlText(args);
-  if (sql !== undefined && mayCommitImplicitly(sql)) {
+  if (sql !== undefined && dialect.mayCommitImplicitly(sql)) {
     const state = attemptState.getStore();
     if (state) state.committedEarlier = true;
   }
 }
 
-type FaultProbes = Pick<Attempted, "recentFault" | "outageAfter" | "system">;
+type FaultProbes = Pick<Attempted, "dialect" | "recentFault" | "outageAfter" | "system">;
 
 /** Counts the extended client's `$disconnect()` calls: a call started before one is not re-run. */
 class Disconnects {
@@ -233,9 +234,11 @@ function defineResilience(resolved: ResolvedOptions) {
     const base = client as any;
     const factory = base._engineConfig?.adapter;
     const wrapped = isResilientAdapter(factory);
+    // The database's rules: the wrapped adapter names its dialect; without the wrapper, MySQL's
+    // (the only one so far).
     const faults: FaultProbes = wrapped
-      ? { recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true, system: () => factory[DB_SYSTEM]?.() }
-      : {};
+      ? { dialect: factory[DIALECT] ?? mysqlDialect, recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true, system: () => factory[DB_SYSTEM]?.() }
+      : { dialect: mysqlDialect };
     const disconnects = new Disconnects();
     const extended = client.$extends({
       name: "prisma-extension-resilience",
@@ -243,7 +246,7 @@ function defineResilience(resolved: ResolvedOptions) {
         $allOperations({ model, operation, args, query, __internalParams }: any) {
           // Inside a transaction no single statement is retried: the whole transaction is.
           if (__internalParams?.transaction) {
-            if (!wrapped) noteImplicitCommit(operation, args);
+            if (!wrapped) noteImplicitCommit(faults.dialect, operation, args);
             return query(args);
           }
           const startedAt = performance.now();
@@ -256,8 +259,8 @@ function defineResilience(resolved: ResolvedOptions) {
                 operation,
                 model,
                 scope: "operation",
-                readOnly: () => operationIsReadOnly(operation, args),
-                multiStatement: () => rawIsMultiStatement(operation, args),
+                readOnly: () => operationIsReadOnly(faults.dialect, operation, args),
+                multiStatement: () => rawIsMultiStatement(faults.dialect, operation, args),
                 ...faults,
                 stopped: disconnects.since(disconnectsAtStart),
                 startedAt,

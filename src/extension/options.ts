@@ -1,36 +1,8 @@
 // The options of resilience(), validated once when the extension is built: a bad option throws a
 // TypeError there, not at the first outage.
-import type { ErrorClass } from "../mysql/classify.ts";
+import type { BackoffOptions, RetryContext, RetryPolicy } from "../core/policy.ts";
 
-export interface RetryContext {
-  /** The attempt that just failed (1 for the first). */
-  readonly attempt: number;
-  /** How many more attempts may still be made after the one about to start. */
-  readonly retriesLeft: number;
-  readonly error: unknown;
-  readonly errorClass: ErrorClass;
-  /** `create`, `findMany`, `$queryRaw`, `$transaction` ... */
-  readonly operation: string;
-  readonly model?: string;
-  /** Milliseconds the next attempt waits before it starts (0 after a lost connection). */
-  readonly delayMs: number;
-  /**
-   * false when the re-run does not use up `retries`: nothing of the attempt ran (a dead pooled
-   * connection, a connection lost at BEGIN), the server was down or unavailable, or a conflict.
-   */
-  readonly counted: boolean;
-}
-
-export interface BackoffOptions {
-  /** First wait before retrying an unavailable server, in ms. Default 100. */
-  minTimeout?: number;
-  /** Longest single wait, in ms. Default 2000. */
-  maxTimeout?: number;
-  /** Growth of the wait from one attempt to the next. Default 2. */
-  factor?: number;
-  /** Multiply each wait by a random factor between 1 and 2 (jitter). Default true. */
-  randomize?: boolean;
-}
+export type { BackoffOptions, RetryContext } from "../core/policy.ts";
 
 export interface ResilienceOptions {
   /** Attempts after the first one. Default 1. */
@@ -40,7 +12,7 @@ export interface ResilienceOptions {
    * starts after it has passed. Default 15000.
    */
   deadline?: number;
-  /** How long to wait between attempts while the server is unavailable (p-retry's settings). */
+  /** How long to wait between attempts while the server is unavailable, and after a conflict (this package's own waits: see src/core/retry.ts). */
   backoff?: BackoffOptions;
   /** Re-run `$transaction` (both forms) whole after a lost connection or a conflict. Default true. */
   retryTransactions?: boolean;
@@ -53,12 +25,8 @@ export interface ResilienceOptions {
   flavor?: "mysql" | "mariadb";
 }
 
-export interface ResolvedOptions {
-  retries: number;
-  deadline: number;
-  backoff: Required<BackoffOptions>;
+export interface ResolvedOptions extends RetryPolicy {
   retryTransactions: boolean;
-  onRetry?: (context: RetryContext) => void;
   flavor?: "mysql" | "mariadb";
 }
 

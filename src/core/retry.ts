@@ -2,13 +2,14 @@
 // It asks the safety rule about each failure (safety.ts: safe to re-run? committed maybe?), pays
 // for each re-run from a budget, waits, and re-runs through p-retry within the deadline.
 import pRetry, { AbortError } from "p-retry";
-import { isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason, type ErrorClass } from "../mysql/classify.ts";
-import { DatabaseUnavailableError } from "../core/errors.ts";
-import { flightOf } from "../core/flight.ts";
-import { describeError, log } from "../core/log.ts";
-import { recordGiveUp, recordRetry } from "../core/telemetry.ts";
-import type { ResolvedOptions, RetryContext } from "./options.ts";
+import type { Dialect } from "./dialect.ts";
+import { DatabaseUnavailableError } from "./errors.ts";
+import type { ErrorClass } from "./facts.ts";
+import { flightOf } from "./flight.ts";
+import { describeError, log } from "./log.ts";
+import type { RetryContext, RetryPolicy } from "./policy.ts";
 import { judge, type Attempted } from "./safety.ts";
+import { recordGiveUp, recordRetry } from "./telemetry.ts";
 
 export { judge, type Attempted } from "./safety.ts";
 
@@ -32,9 +33,9 @@ class RetryableFailure extends Error {
   }
 }
 
-function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scope"], duringFault: () => boolean, entered?: () => boolean): Budget {
+function budgetOf(dialect: Dialect, error: unknown, errorClass: ErrorClass, scope: Attempted["scope"], duringFault: () => boolean, entered?: () => boolean): Budget {
   if (errorClass === "conflict") return "conflict";
-  const notSent = provesNotSent(error);
+  const notSent = dialect.provesNotSent(error);
   if (errorClass === "connection-lost") {
     // Nothing of the operation ran: a dead pooled connection found before anything was sent (the
     // pre-ping case: a BEGIN, or a statement outside a transaction), or a connection lost while the
@@ -51,21 +52,21 @@ function budgetOf(error: unknown, errorClass: ErrorClass, scope: Attempted["scop
   // saturated: a free retry would only add load, so it uses up `retries`. During a fault (this call
   // lost its connection, or the adapter met one lately) it is that fault's wait: a Galera cluster
   // holds every BEGIN until it has evicted a dead node, a pool refills after an outage.
-  if (isTransactionStartTimeout(error) && flightOf(error)?.heldBack !== true) return duringFault() ? "outage" : "counted";
-  return notSent || serverAnswered(error) ? "outage" : "counted";
+  if (dialect.isTransactionStartTimeout(error) && flightOf(error)?.heldBack !== true) return duringFault() ? "outage" : "counted";
+  return notSent || dialect.serverAnswered(error) ? "outage" : "counted";
 }
 
 // Backstops of the free budgets: the deadline is what bounds them.
 const MAX_FREE: Record<Exclude<Budget, "counted">, number> = { stale: 64, outage: 1000, conflict: 1000 };
 
-function backoffDelay(options: ResolvedOptions, waitsSoFar: number): number {
+function backoffDelay(options: RetryPolicy, waitsSoFar: number): number {
   const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
   const base = Math.min(maxTimeout, minTimeout * factor ** waitsSoFar);
   return Math.round(randomize ? base * (1 + Math.random()) : base);
 }
 
 /** Conflicts: "full jitter" (a random wait up to the backoff), so that contenders spread out. */
-function conflictDelay(options: ResolvedOptions, conflictsSoFar: number): number {
+function conflictDelay(options: RetryPolicy, conflictsSoFar: number): number {
   const { minTimeout, maxTimeout, factor, randomize } = options.backoff;
   const base = Math.min(maxTimeout, minTimeout * factor ** conflictsSoFar);
   return Math.round(randomize ? base * Math.random() : base);
@@ -81,8 +82,9 @@ export async function retryAfterFailure<T>(
   firstError: unknown,
   attempt: () => Promise<T>,
   what: Attempted,
-  options: ResolvedOptions,
+  options: RetryPolicy,
 ): Promise<T> {
+  const { dialect } = what;
   let attempts = 0;
   let retriesUsed = 0;
   const freeUsed: Record<Exclude<Budget, "counted">, number> = { stale: 0, outage: 0, conflict: 0 };
@@ -126,12 +128,12 @@ export async function retryAfterFailure<T>(
       abortWith = { error: verdict.error };
       throw new AbortError("not retryable");
     }
-    const budget = budgetOf(error, verdict.errorClass, what.scope, duringFault, what.entered);
+    const budget = budgetOf(dialect, error, verdict.errorClass, what.scope, duringFault, what.entered);
     if (budget === "counted" && verdict.errorClass === "connection-lost") countedLosses.push(performance.now());
     // A fault of this call's own for the P2028 rule: a connection lost with something on it, or the
     // server unavailable (a dead pooled connection replaced before anything was sent is not counted
     // here, nor is a P2028; the adapter judges the pool's closes on its own: recentFault).
-    if ((verdict.errorClass === "connection-lost" && (budget !== "stale" || !provesNotSent(error))) || (verdict.errorClass === "unavailable" && !isTransactionStartTimeout(error))) faultSeen = true;
+    if ((verdict.errorClass === "connection-lost" && (budget !== "stale" || !dialect.provesNotSent(error))) || (verdict.errorClass === "unavailable" && !dialect.isTransactionStartTimeout(error))) faultSeen = true;
     throw new RetryableFailure(error, verdict.errorClass, budget, flightOf(error)?.heldBack === true);
   };
 
@@ -166,7 +168,7 @@ export async function retryAfterFailure<T>(
         // (A connection lost to an outage waits at the adapter's gate, not here.)
         // A connection lost while opening a transaction (BEGIN may have been sent) waits from the
         // second one on: a proxy that drops every new session is not hammered.
-        else if (failure.heldBack || (budget === "stale" && (provesNotSent(failure.original) || freeUsed.stale === 0))) delayMs = 0;
+        else if (failure.heldBack || (budget === "stale" && (dialect.provesNotSent(failure.original) || freeUsed.stale === 0))) delayMs = 0;
         else if (budget !== "stale" && failure.errorClass === "connection-lost" && (budget === "outage" || retriesUsed === 0)) delayMs = 0;
         else delayMs = backoffDelay(options, waits++);
         // Never wait past the deadline: a shortened wait still leaves one last attempt before it.
@@ -205,9 +207,9 @@ export async function retryAfterFailure<T>(
     if (error instanceof RetryableFailure) {
       if (error.errorClass !== "unavailable") throw error.original;
       const waitedMs = Math.round(performance.now() - what.startedAt);
-      log(`giving up on ${what.operation}: unavailable (${unavailableReason(error.original)}) after ${attempts} attempts, ${waitedMs} ms`);
+      log(`giving up on ${what.operation}: unavailable (${dialect.unavailableReason(error.original)}) after ${attempts} attempts, ${waitedMs} ms`);
       const unavailable = new DatabaseUnavailableError(
-        { reason: unavailableReason(error.original), operation: what.operation, model: what.model, attempts, waitedMs },
+        { reason: dialect.unavailableReason(error.original), operation: what.operation, model: what.model, attempts, waitedMs },
         { cause: error.original },
       );
       recordGiveUp(unavailable, options.flavor ?? what.system?.());

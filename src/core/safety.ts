@@ -1,13 +1,17 @@
 // The safety rule: a failed attempt runs again only when its failure proves that no write of it can
 // have committed (README.md#the-safety-rule, docs/design.md). It knows nothing of budgets or waits:
-// retry.ts asks it about each failure.
-import { classify, errorFacts, provesNotSent, serverAnswered, type ErrorClass } from "../mysql/classify.ts";
-import { ConnectFailedError, OutcomeUnknownError, type OutcomeUnknownDetails } from "../core/errors.ts";
-import { flightOf, mayHaveCommitted, type FlightRecord } from "../core/flight.ts";
-import type { DbSystem } from "../core/telemetry.ts";
-import type { ResolvedOptions } from "./options.ts";
+// retry.ts asks it about each failure. What an error or a statement means comes from the database's
+// Dialect (dialect.ts).
+import type { Dialect } from "./dialect.ts";
+import { ConnectFailedError, OutcomeUnknownError, type OutcomeUnknownDetails } from "./errors.ts";
+import { errorFacts, type ErrorClass } from "./facts.ts";
+import { flightOf, mayHaveCommitted, type FlightRecord } from "./flight.ts";
+import type { RetryPolicy } from "./policy.ts";
+import type { DbSystem } from "./telemetry.ts";
 
 export interface Attempted {
+  /** The database's rules (src/mysql/dialect.ts for MySQL and MariaDB). */
+  dialect: Dialect;
   /** `create`, `$queryRaw`, `$transaction` ... */
   operation: string;
   model?: string;
@@ -59,14 +63,15 @@ export type Verdict = { retry: true; errorClass: ErrorClass } | { retry: false; 
  * transaction, that may have reached the server and got no answer is reported as
  * OutcomeUnknownError, never re-run.
  */
-export function judge(error: unknown, what: Attempted, options: ResolvedOptions, attempts: number): Verdict {
+export function judge(error: unknown, what: Attempted, options: Pick<RetryPolicy, "flavor">, attempts: number): Verdict {
   if (what.foreign?.()) return { retry: false, error };
-  const classified = classify(error, { flavor: options.flavor });
+  const { dialect } = what;
+  const classified = dialect.classify(error, { flavor: options.flavor });
   const record = flightOf(error);
   // An error the classifier does not name (a TLS or protocol error) at a COMMIT, or at a write
   // outside a transaction, that no server sent and that does not prove it unsent: the write may
   // have committed, as after a lost connection, and its connection is as unusable.
-  const unanswered = classified === "fatal" && record !== undefined && unansweredWrite(error, record);
+  const unanswered = classified === "fatal" && record !== undefined && unansweredWrite(error, record, dialect);
   if (classified === "fatal" && !unanswered) return { retry: false, error: rebuildTyped(error) };
   const errorClass: ErrorClass = unanswered ? "connection-lost" : classified;
   const unknown = (inFlight: OutcomeUnknownDetails["inFlight"], statement?: string, threadId?: number, verificationIncomplete?: boolean) => ({
@@ -95,8 +100,8 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
 
   // No record: the adapter is not wrapped with withResilience(), or the error did not come from it.
   // Re-run only what the error itself proves safe.
-  if (provesNotSent(error)) return { retry: true, errorClass };
-  if (serverAnswered(error) && !what.multiStatement?.()) return { retry: true, errorClass };
+  if (dialect.provesNotSent(error)) return { retry: true, errorClass };
+  if (dialect.serverAnswered(error) && !what.multiStatement?.()) return { retry: true, errorClass };
   if (what.committing) {
     // Interactive transaction: a failure inside the callback left nothing committed.
     return what.committing() ? unknown("commit", "COMMIT") : { retry: true, errorClass };
@@ -106,9 +111,9 @@ export function judge(error: unknown, what: Attempted, options: ResolvedOptions,
 }
 
 /** A COMMIT, or an autocommit write, that failed with no server answer and may have been sent. */
-function unansweredWrite(error: unknown, record: FlightRecord): boolean {
+function unansweredWrite(error: unknown, record: FlightRecord, dialect: Dialect): boolean {
   if (record.phase !== "commit" && record.phase !== "autocommit") return false;
-  if (record.readOnly || record.notSent || record.answered || serverAnswered(error)) return false;
+  if (record.readOnly || record.notSent || record.answered || dialect.serverAnswered(error)) return false;
   // This package's own typed errors are final.
   const e = error as any;
   return errorFacts(error).verdict === undefined && e?.name !== "ConnectFailedError" && e?.code !== "RESILIENCE_CONNECT_FAILED";
