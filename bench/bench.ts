@@ -15,7 +15,7 @@
 // calibrated to --block-ms, 250) --cases a,b --callers 1,8 --rtt 0,0.5 --seed N --count-ops N (30)
 // --sections hot,count,pings,recovery
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, cpus, loadavg, platform, release, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -437,7 +437,13 @@ try {
     rec = await recovery(db);
   }
   const [version] = await db.admin<any[]>("SELECT VERSION() AS v");
-  const pkg = (name: string) => import(`${name}/package.json`, { with: { type: "json" } }).then((m) => m.default.version as string, () => "?");
+  const pkg = async (name: string) => {
+    try {
+      return JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")).version as string;
+    } catch {
+      return "?";
+    }
+  };
   const result = {
     date: started.toISOString(),
     finished: new Date().toISOString(),
