@@ -399,7 +399,8 @@ function table(rows: any[]) {
     r.ratio.median.toFixed(3),
     `[${r.ratio.ci95[0].toFixed(3)}, ${r.ratio.ci95[1].toFixed(3)}]`,
     `${r.goal.toFixed(2)}${r.variant === "resilience" && r.ratio.median > r.goal ? " over" : ""}`,
-    `${r.roundTripsPerOp.bare ?? "—"}→${r.roundTripsPerOp.variant ?? "—"}`,
+    // Counted on the wire without latency; else (--sections without count) in the timed blocks.
+    `${r.roundTripsPerOp.bare ?? r.roundTripsPerOpTimed?.bare ?? "—"}→${r.roundTripsPerOp.variant ?? r.roundTripsPerOpTimed?.variant ?? "—"}`,
     `${r.commandsPerOp.bare ?? "—"}→${r.commandsPerOp.variant ?? "—"}`,
     `${r.cpuUsPerOp.bare}→${r.cpuUsPerOp.variant}`,
   ]);
