@@ -5,8 +5,8 @@ export const CASE_NAMES = ["findFirst", "findMany", "create", "update", "transac
 export type CaseName = (typeof CASE_NAMES)[number];
 
 export const USERS = 2000;
-/** Ledger rows keyed `d-<n>` inserted before the run, for deleteMany to delete one by one. */
-export const DELETABLE = 200_000;
+/** Ledger rows keyed `d-<n>` for deleteMany to delete one by one: the bench inserts them ahead (topUp). */
+let deletable = 0;
 
 let seq = 0;
 let deleted = 0;
@@ -34,9 +34,16 @@ export const CASES: Record<CaseName, (p: any, i: number) => Promise<unknown>> = 
     const a = 1 + ((2 * i) % USERS);
     return p.user.updateMany({ where: { id: { in: [a, a + 1] } }, data: { balance: { increment: 1 } } });
   },
-  // One existing row per operation while they last (DELETABLE), then none: a note in the results says so.
-  deleteMany: (p) => p.ledger.deleteMany({ where: { key: `d-${1 + (deleted++ % DELETABLE)}` } }),
+  // One existing row per operation (topUp inserts them before each run of this case).
+  deleteMany: (p) => p.ledger.deleteMany({ where: { key: `d-${++deleted}` } }),
   executeRaw: (p, i) => p.$executeRaw`UPDATE User SET balance = balance + 1 WHERE id = ${1 + (i % USERS)}`,
 };
 
-export const deletedSoFar = () => deleted;
+/** Inserts rows for deleteMany so that the next `n` operations each find one. */
+export async function topUp(admin: (sql: string) => Promise<unknown>, database: string, n: number) {
+  const want = deleted + n;
+  if (deletable >= want) return;
+  const to = Math.max(want, deletable + 10_000);
+  await admin(`INSERT INTO \`${database}\`.Ledger (\`key\`, amount) SELECT CONCAT('d-', seq), 0 FROM seq_${deletable + 1}_to_${to}`);
+  deletable = to;
+}
