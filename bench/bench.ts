@@ -1,9 +1,9 @@
 // npm run bench: the cost of the package on the hot path (no fault), against bare Prisma in the same
 // process. Method (docs/measurements.md, "How the bench measures"):
 // - time: per case × callers × latency, rounds of one block of N operations per variant, the order
-//   rotating each round; the first --warmup rounds discarded; per round the ratio variant/bare of
-//   its blocks; the median ratio and a bootstrap 95 % interval (blocks resampled, seeded); client
-//   CPU µs/op from process.cpuUsage() over each block;
+//   rotating each round; the first --warmup rounds discarded; per variant block the ratio to the
+//   bare blocks on either side of it; the median ratio and a bootstrap 95 % interval (blocks
+//   resampled, seeded); client CPU µs/op from process.cpuUsage() over each block;
 // - round trips and commands per operation, counted exactly on the wire by a proxy (bench/measure/
 //   wire.ts), plus the server's status counters; a trace of one operation per case and variant;
 // - the 0.5 ms case: the same through a proxy in a child process adding 0.5 ms each way, bare and
@@ -217,6 +217,28 @@ interface Cell {
   ms: Record<Variant, number[]>;
   cpuUs: Record<Variant, number[]>;
   roundTrips: Record<Variant, number[]>;
+  /** The measured blocks in the order they ran. */
+  sequence: Array<{ v: Variant; ms: number; cpuUs: number }>;
+}
+
+/**
+ * Per measured block of `v`, its figure over the bare blocks that ran just before and just after it
+ * (their mean; one at the ends): with the order rotating, every variant block has a bare block on
+ * each side within three blocks, and a drift that is linear over that span cancels out.
+ */
+function bracketedRatios(cell: Cell, v: Variant, key: "ms" | "cpuUs"): number[] {
+  const seq = cell.sequence;
+  const out: number[] = [];
+  for (let j = 0; j < seq.length; j++) {
+    if (seq[j].v !== v) continue;
+    let before: number | undefined;
+    let after: number | undefined;
+    for (let k = j - 1; k >= 0 && before === undefined; k--) if (seq[k].v === "bare") before = seq[k][key];
+    for (let k = j + 1; k < seq.length && after === undefined; k++) if (seq[k].v === "bare") after = seq[k][key];
+    const ref = before !== undefined && after !== undefined ? (before + after) / 2 : (before ?? after)!;
+    out.push(seq[j][key] / ref);
+  }
+  return out;
 }
 
 async function timeCell(db: TestDatabase, clients: Record<Variant, any>, name: CaseName, callers: number, rttMs: number, wire?: () => Promise<WireCounts>): Promise<Cell> {
@@ -245,6 +267,7 @@ async function timeCell(db: TestDatabase, clients: Record<Variant, any>, name: C
     ms: { bare: [], passthrough: [], resilience: [], unverified: [] },
     cpuUs: { bare: [], passthrough: [], resilience: [], unverified: [] },
     roundTrips: { bare: [], passthrough: [], resilience: [], unverified: [] },
+    sequence: [],
   };
   for (let r = 0; r < WARMUP + BLOCKS; r++) {
     for (let k = 0; k < VARIANTS.length; k++) {
@@ -258,6 +281,7 @@ async function timeCell(db: TestDatabase, clients: Record<Variant, any>, name: C
       if (r < WARMUP) continue;
       cell.ms[v].push(t);
       cell.cpuUs[v].push(c.user + c.system);
+      cell.sequence.push({ v, ms: t, cpuUs: c.user + c.system });
       if (w0) cell.roundTrips[v].push(diff(w0, await wire!()).roundTrips);
     }
   }
@@ -285,8 +309,8 @@ async function hotPath(db: TestDatabase, counted: Map<string, Counted>) {
           const perOp = (v: Variant) => ({ ms: round(median(cell.ms[v]) / ops, 4), cpu: round(median(cell.cpuUs[v]) / ops, 1) });
           const line: string[] = [];
           for (const v of COMPARED) {
-            const ratios = cell.ms[v].map((x, r) => x / cell.ms.bare[r]);
-            const cpuRatios = cell.cpuUs[v].map((x, r) => x / cell.cpuUs.bare[r]);
+            const ratios = bracketedRatios(cell, v, "ms");
+            const cpuRatios = bracketedRatios(cell, v, "cpuUs");
             const seed = SEED + rows.length; // one fixed stream per row
             const med = median(ratios);
             const ci = bootstrapMedianCi(ratios, RESAMPLES, seed);
@@ -476,7 +500,7 @@ try {
       resamples: RESAMPLES,
       countOps: COUNT_OPS,
       method:
-        "rounds of one block per variant, order rotating; ratio = variant block ms / bare block ms of the same round; median and bootstrap 95 % interval of the median over the measured rounds; round trips = replies the client waited for, counted on the wire (server bytes delivered after the client sent something since the previous reply); commands = MySQL packets with sequence 0; rttMs = latency added each way by a proxy in a child process (bare and variants alike)",
+        "rounds of one block per variant, order rotating; ratio = variant block ms / mean ms of the measured bare blocks just before and just after it; median and bootstrap 95 % interval of the median over the measured rounds; round trips = replies the client waited for, counted on the wire (server bytes delivered after the client sent something since the previous reply); commands = MySQL packets with sequence 0; rttMs = latency added each way by a proxy in a child process (bare and variants alike)",
     },
     cases: hot,
     counts: Object.fromEntries(counted),
