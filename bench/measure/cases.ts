@@ -43,7 +43,7 @@ export const CASES: Record<CaseName, (p: any, i: number) => Promise<unknown>> = 
 export async function topUp(admin: (sql: string) => Promise<unknown>, database: string, n: number) {
   const want = deleted + n;
   if (deletable >= want) return;
-  const to = Math.max(want, deletable + 10_000);
+  const to = Math.max(want + 1000, deletable + 10_000);
   await admin(`INSERT INTO \`${database}\`.Ledger (\`key\`, amount) SELECT CONCAT('d-', seq), 0 FROM seq_${deletable + 1}_to_${to}`);
   deletable = to;
 }
