@@ -10,8 +10,8 @@ import { isOutcomeUnknown } from "../src/index.ts";
 import { withParams } from "./support/clients.ts";
 import { inFlight, ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
-import { startProxy, type FaultProxy } from "./support/proxy.ts";
 import { faultSuite } from "./support/suite.ts";
+import { happened, withProxy } from "./support/faults.ts";
 
 let db: TestDatabase;
 const client = faultSuite((started) => (db = started), { checkDuplicates: true });
@@ -29,24 +29,11 @@ const operations: Record<string, (prisma: any, key: string) => Promise<unknown>>
   $executeRaw: (prisma, key) => prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`,
 };
 
-/** Waits for a proxy fault to happen, or fails the test in 5 s (a fault that never came is a failure, not a hang). */
-function happened(fault: Promise<void>, what: string): Promise<void> {
-  return Promise.race([fault, sleep(5000).then(() => assert.fail(`${what} never happened`))]);
-}
-
-async function withProxy<T>(run: (proxy: FaultProxy, url: string) => Promise<T>): Promise<T> {
-  const proxy = await startProxy(db.host, db.port);
-  try {
-    return await run(proxy, withParams(proxy.urlFor(db.url), { connectionLimit: 2 }));
-  } finally {
-    await proxy.close();
-  }
-}
 
 for (const [name, operation] of Object.entries(operations)) {
   describe(`exactly-once: ${name}`, () => {
     test("COMMIT delivered, its reply lost: resolves with its result, one row, nothing re-run", async () => {
-      await withProxy(async (proxy, url) => {
+      await withProxy(db, async (proxy, url) => {
         const { prisma, retries } = client(url);
         const key = uniqueKey(`eo-lost-${name.replace(/\W/g, "")}`);
         await prisma.ledger.count(); // the pool is open, the commit table checked
@@ -65,7 +52,7 @@ for (const [name, operation] of Object.entries(operations)) {
     });
 
     test("COMMIT swallowed before it reached the server: re-run once, one row", async () => {
-      await withProxy(async (proxy, url) => {
+      await withProxy(db, async (proxy, url) => {
         const { prisma, retries } = client(url);
         const key = uniqueKey(`eo-swallow-${name.replace(/\W/g, "")}`);
         await prisma.ledger.count();
@@ -83,7 +70,7 @@ for (const [name, operation] of Object.entries(operations)) {
 
 describe("exactly-once: the old session is ended before the mark is read", () => {
   test("silent drop at COMMIT (socketTimeout 1 s), the server still holding the session and its lock: ended, then re-run once", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(withParams(url, { socketTimeout: 1000 }));
       const user = await prisma.user.create({ data: { email: `${uniqueKey("eo-ghost")}@example.com` } });
       await sleep(200);
@@ -145,7 +132,7 @@ describe("exactly-once: the mark's own failures", () => {
   });
 
   test("a transaction that only read, its COMMIT reply lost: nothing to lose, re-run once", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url);
       await prisma.ledger.count();
       await sleep(200);
@@ -165,7 +152,7 @@ describe("exactly-once: the mark's own failures", () => {
 
 describe("exactly-once: verification off", () => {
   test("verifyCommits: false: a lost COMMIT reply is OutcomeUnknownError, as before", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url, { adapter: { verifyCommits: false } });
       const key = uniqueKey("eo-off");
       await prisma.ledger.count();

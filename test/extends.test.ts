@@ -7,6 +7,7 @@ import { PrismaMariaDb } from "@prisma/adapter-mariadb";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import { resilience, withResilience, type RetryContext } from "../src/index.ts";
 import { startDatabase, type TestDatabase } from "./support/mariadb.ts";
+import { killedRead } from "./support/faults.ts";
 
 describe("both forms of $extends", () => {
   let db: TestDatabase;
@@ -19,15 +20,6 @@ describe("both forms of $extends", () => {
 
   const base = () => new PrismaClient({ adapter: withResilience(new PrismaMariaDb(db.url)) });
 
-  /** Kills the connection while `SELECT SLEEP(0.5)` runs on it; resolves with the query's result. */
-  async function killedRead<T>(query: () => Promise<T>): Promise<T> {
-    const running = query();
-    running.catch(() => undefined); // observed below; not unhandled while the kill is under way
-    await db.waitForStatement("SLEEP(0.5)", 5000);
-    const killed = await db.killConnections({ running: "SLEEP(0.5)" });
-    assert.equal(killed.length, 1);
-    return await running;
-  }
 
   test("prisma.$extends(resilience): defaults, typed, retries", async () => {
     const prisma = base().$extends(resilience);
@@ -36,7 +28,7 @@ describe("both forms of $extends", () => {
       assert.equal(n, 0);
       // @ts-expect-error the extended client is typed: no such model
       assert.equal(prisma.noSuchModel, undefined);
-      const rows = await killedRead(() => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
+      const rows = await killedRead(db, () => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
       assert.equal(rows.length, 1, "the killed read was re-run");
     } finally {
       await prisma.$disconnect();
@@ -51,7 +43,7 @@ describe("both forms of $extends", () => {
       assert.equal(n, 0);
       // @ts-expect-error the extended client is typed: no such model
       assert.equal(prisma.noSuchModel, undefined);
-      const rows = await killedRead(() => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
+      const rows = await killedRead(db, () => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
       assert.equal(rows.length, 1);
       assert.equal(retries.length, 1, "onRetry saw the retry");
       assert.equal(retries[0].operation, "$queryRaw");
@@ -63,7 +55,7 @@ describe("both forms of $extends", () => {
   test("without the extension the same kill reaches the caller (the test can fail)", async () => {
     const prisma = base();
     try {
-      await assert.rejects(killedRead(() => prisma.$queryRaw`SELECT SLEEP(0.5) AS s`));
+      await assert.rejects(killedRead(db, () => prisma.$queryRaw`SELECT SLEEP(0.5) AS s`));
     } finally {
       await prisma.$disconnect();
     }

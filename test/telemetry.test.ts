@@ -10,38 +10,14 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics";
 import { isOutcomeUnknown } from "../src/index.ts";
 import { apiFrom, recordGiveUp, recordOutageWait, recordRetry, recordStateChange, recordVerification } from "../src/core/telemetry.ts";
-import { withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
-import { startProxy, type FaultProxy } from "./support/proxy.ts";
 import { faultSuite } from "./support/suite.ts";
+import { happened, killedRead, withProxy } from "./support/faults.ts";
 
 let db: TestDatabase;
 const client = faultSuite((started) => (db = started), { checkDuplicates: true });
 
-/** Kills the connection while `SELECT SLEEP(0.5)` runs on it; resolves with the query's result. */
-async function killedRead<T>(query: () => Promise<T>): Promise<T> {
-  const running = query();
-  running.catch(() => undefined); // observed below; not unhandled while the kill is under way
-  await db.waitForStatement("SLEEP(0.5)", 5000);
-  const killed = await db.killConnections({ running: "SLEEP(0.5)" });
-  assert.equal(killed.length, 1);
-  return await running;
-}
-
-/** Waits for a proxy fault to happen, or fails the test in 5 s. */
-function happened(fault: Promise<void>, what: string): Promise<void> {
-  return Promise.race([fault, sleep(5000).then(() => assert.fail(`${what} never happened`))]);
-}
-
-async function withProxy<T>(run: (proxy: FaultProxy, url: string) => Promise<T>): Promise<T> {
-  const proxy = await startProxy(db.host, db.port);
-  try {
-    return await run(proxy, withParams(proxy.urlFor(db.url), { connectionLimit: 2 }));
-  } finally {
-    await proxy.close();
-  }
-}
 
 describe("telemetry: no provider registered", () => {
   test("@opentelemetry/api not installed (or not the api): no api, so every record call is a no-op", () => {
@@ -68,7 +44,7 @@ describe("telemetry: no provider registered", () => {
   test("a killed read is re-run, nothing throws", async () => {
     const { prisma, retries } = client(db.url);
     await prisma.user.count();
-    const rows = await killedRead(() => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
+    const rows = await killedRead(db, () => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`);
     assert.equal(rows.length, 1, "one row");
     assert.equal(retries.length, 1);
   });
@@ -136,7 +112,7 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
     const { prisma, retries } = client(db.url);
     await prisma.user.count();
     const before = await metric("resilience.retries", { "resilience.error_class": "connection-lost" });
-    const { result: rows, span } = await inSpan("killed read", () => killedRead(() => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`));
+    const { result: rows, span } = await inSpan("killed read", () => killedRead(db, () => prisma.$queryRaw<Array<{ s: unknown }>>`SELECT SLEEP(0.5) AS s`));
     assert.equal(rows.length, 1, "one row");
     assert.equal(retries.length, 1);
     const events = eventsOf(span, "resilience.retry");
@@ -159,7 +135,7 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
   });
 
   test("COMMIT delivered, its reply lost: resolution committed, on the span and counted by verdict; one row", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url);
       const key = uniqueKey("otel-lost");
       await prisma.ledger.count();
@@ -182,7 +158,7 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
   });
 
   test("COMMIT swallowed before the server: verdict not-committed, re-run once with the model named; one row", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url);
       const key = uniqueKey("otel-swallow");
       await prisma.ledger.count();
@@ -208,7 +184,7 @@ describe("telemetry: with the SDK's in-memory exporters", () => {
   });
 
   test("COMMIT reply lost with verification off: OutcomeUnknownError, a resilience.outcome_unknown event, counted once; one row", async () => {
-    await withProxy(async (proxy, url) => {
+    await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url, { adapter: { verifyCommits: false } });
       const key = uniqueKey("otel-unknown");
       await prisma.ledger.count();

@@ -1,5 +1,6 @@
 // Statistics for the bench: the median, and a bootstrap 95 % interval of the median (resampling
 // blocks with replacement) with a seeded PRNG, so that the same figures give the same interval.
+import { prng } from "../../test/support/chaos.ts";
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -8,17 +9,8 @@ export function median(xs: number[]): number {
   return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-/** mulberry32: small, fast, and good enough to pick resamples. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32, the seeded PRNG the soaks use: good enough to pick resamples.
+export { prng };
 
 /** The 2.5th and 97.5th percentiles of the medians of `resamples` resamples of `xs`. */
 export function bootstrapMedianCi(xs: number[], resamples: number, seed: number): [number, number] {

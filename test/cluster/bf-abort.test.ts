@@ -6,11 +6,10 @@
 // it is (the mark, the COMMIT, the guard); a COMMIT after its mark is not answered OK.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { errorFacts } from "../../src/mysql/classify.ts";
 import { trackedClients, withParams } from "../support/clients.ts";
 import { inFlight, uniqueKey } from "../support/data.ts";
-import { startGaleraCluster, type GaleraCluster } from "../support/galera.ts";
+import { abortByConflict, startGaleraCluster, within, type GaleraCluster } from "../support/galera.ts";
 import { startProxy, type FaultProxy } from "../support/proxy.ts";
 
 let cluster: GaleraCluster;
@@ -30,10 +29,6 @@ after(async () => {
   await cluster?.stop();
 });
 
-/** Bounded wait: a hold that never happened fails the test in seconds. */
-function within<T>(p: Promise<T>, what: string, ms = 8000): Promise<T> {
-  return Promise.race([p, sleep(ms, undefined, { ref: false }).then(() => assert.fail(`${what} did not happen within ${ms} ms`))]);
-}
 
 const cases = [
   { name: "the COMMIT held, its mark applied (verification on)", marker: "COMMIT", verifyCommits: true },
@@ -73,17 +68,8 @@ describe("a brute-force abort before the COMMIT is re-run, never acknowledged", 
       try {
         await within(holding, "the first run");
         await within(hold!.seen, `holding ${c.marker}`);
-        await sleep(200); // what went before the held packet has been applied
         // Another node updates the same row: applying it on node1 aborts the held transaction.
-        await node2.admin(`UPDATE \`${db}\`.User SET balance = balance + 100 WHERE id = ?`, [id]);
-        const waiter = await node1.adminConnection();
-        try {
-          await waiter.query("SET SESSION wsrep_sync_wait = 1");
-          const [seen] = await within(waiter.query("SELECT balance FROM User WHERE id = ?", [id]), "node1 applying the conflicting update");
-          assert.equal(Number(seen.balance), 100, "node1 applied the other node's update: the held transaction was aborted");
-        } finally {
-          await waiter.end();
-        }
+        await abortByConflict(node1, node2, db, id);
       } finally {
         hold?.release();
       }

@@ -6,11 +6,10 @@
 // answered with the same 1213. A re-run of the transaction would then apply that write twice.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { errorFacts } from "../../src/mysql/classify.ts";
 import { bareClient, errnoOf, trackedClients, withParams } from "../support/clients.ts";
 import { inFlight, uniqueKey } from "../support/data.ts";
-import { startGaleraCluster, type GaleraCluster } from "../support/galera.ts";
+import { abortByConflict, startGaleraCluster, within, type GaleraCluster } from "../support/galera.ts";
 import { startProxy, type FaultProxy } from "../support/proxy.ts";
 
 let cluster: GaleraCluster;
@@ -32,10 +31,6 @@ after(async () => {
   await cluster?.stop();
 });
 
-/** Bounded wait: a hold that never happened fails the test in seconds. */
-function within<T>(p: Promise<T>, what: string, ms = 8000): Promise<T> {
-  return Promise.race([p, sleep(ms, undefined, { ref: false }).then(() => assert.fail(`${what} did not happen within ${ms} ms`))]);
-}
 
 async function newRow(): Promise<number> {
   const inserted = await cluster.nodes[0].admin<any>(`INSERT INTO \`${cluster.database}\`.User (email, balance) VALUES (?, 0)`, [`${uniqueKey("pg")}@test`]);
@@ -78,16 +73,7 @@ async function abortBeforeNewStatement(prisma: any, id: number, key: string) {
   try {
     await within(holding, "the first run");
     await within(hold!.seen, "holding the new statement");
-    await sleep(200); // the UPDATE before it has been applied
-    await node2.admin(`UPDATE \`${db}\`.User SET balance = balance + 100 WHERE id = ?`, [id]);
-    const waiter = await node1.adminConnection();
-    try {
-      await waiter.query("SET SESSION wsrep_sync_wait = 1");
-      const [seen] = await within(waiter.query("SELECT balance FROM User WHERE id = ?", [id]), "node1 applying the conflicting update");
-      assert.equal(Number(seen.balance), 100, "node1 applied the other node's update: the held transaction was aborted");
-    } finally {
-      await waiter.end();
-    }
+    await abortByConflict(node1, node2, db, id);
   } finally {
     hold?.release();
   }

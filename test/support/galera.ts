@@ -5,6 +5,7 @@
 // 1047), make a node read-only. It always goes away: `stop()` in an `after` hook, a process exit
 // handler, and a watchdog shell per process that kill -9s it (its whole process group: rsync SST
 // helpers included) and removes the temp dir if the test process dies without cleaning up.
+import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -614,4 +615,27 @@ export function clusterDatabase(cluster: GaleraCluster, url: string, opts: { adm
     },
     stop: () => cluster.stop(),
   };
+}
+
+/** Bounded wait: a fault or a hold that never happened fails the test in seconds. */
+export function within<T>(p: Promise<T>, what: string, ms = 8000): Promise<T> {
+  return Promise.race([p, sleep(ms, undefined, { ref: false }).then(() => assert.fail(`${what} did not happen within ${ms} ms`))]);
+}
+
+/**
+ * Brute-force-aborts the transaction whose packets a proxy holds in front of `node1`: `node2` adds
+ * 100 to the row's balance (0 before), and `node1` is read until it has applied that (with
+ * wsrep_sync_wait), which aborts the held transaction there. Release the hold afterwards.
+ */
+export async function abortByConflict(node1: GaleraNode, node2: GaleraNode, database: string, userId: number): Promise<void> {
+  await sleep(200); // what went before the held packet has been applied
+  await node2.admin(`UPDATE \`${database}\`.User SET balance = balance + 100 WHERE id = ?`, [userId]);
+  const waiter = await node1.adminConnection();
+  try {
+    await waiter.query("SET SESSION wsrep_sync_wait = 1");
+    const [seen] = await within(waiter.query("SELECT balance FROM User WHERE id = ?", [userId]), "node1 applying the conflicting update");
+    assert.equal(Number(seen.balance), 100, "node1 applied the other node's update: the held transaction was aborted");
+  } finally {
+    await waiter.end();
+  }
 }
