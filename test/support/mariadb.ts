@@ -254,6 +254,9 @@ class MariaDbServer implements TestDatabase {
       connectionLimit: 2,
       multipleStatements: true,
     });
+    // The pool opens its connections in the background; wait for them (bounded), so that what a
+    // test connects next gets the thread ids that follow, not ones the pool takes meanwhile.
+    for (const until = Date.now() + 5_000; this.adminPool.totalConnections() < 2 && Date.now() < until; ) await sleep(10);
   }
 
   tailLog() {
