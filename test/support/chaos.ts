@@ -4,12 +4,12 @@
 // loopback server the harness started, and every loop is bounded by `durationMs`.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { classify, isOutcomeUnknown, type RetryContext } from "../../src/index.ts";
-import { bareClient, resilientClient, withParams } from "./clients.ts";
+import { isOutcomeUnknown, type RetryContext } from "../../src/index.ts";
+import { isChaosDb, mysqlChaosDb, type ChaosDb, type ChaosMode } from "./chaos-db.ts";
 import { driverInitRejections } from "./driver-bug.ts";
 import type { TestDatabase } from "./mariadb.ts";
 
-export type ChaosMode = "bare" | "resilient" | "resilient-unwrapped";
+export type { ChaosMode } from "./chaos-db.ts";
 
 export interface ChaosOptions {
   mode: ChaosMode;
@@ -17,7 +17,7 @@ export interface ChaosOptions {
   workers: number;
   /** Kill one random app connection this often (0: never). */
   killEveryMs: number;
-  /** SET GLOBAL wait_timeout for the run (restored afterwards). */
+  /** The server's idle-session limit for the run, in seconds (wait_timeout, idle_session_timeout; restored afterwards). */
   waitTimeout: number;
   /** When to kill -9 the server, from the start (omit: never). */
   restartAtMs?: number;
@@ -177,10 +177,12 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise<ChaosResult> {
+/** Runs the workload under faults on MySQL/MariaDB (a TestDatabase) or any ChaosDb (chaos-db.ts). */
+export async function runChaos(target: TestDatabase | ChaosDb, options: ChaosOptions): Promise<ChaosResult> {
+  const db = isChaosDb(target) ? target : mysqlChaosDb(target);
+  const classify = (error: unknown) => db.classify(error);
   const { mode, durationMs, workers } = options;
   const prefix = options.keyPrefix ?? `${mode}-${Date.now().toString(36)}`;
-  const url = withParams(db.url, options.urlParams ?? {});
   const retryCount = { n: 0 };
   const retriesByClass: Record<string, number> = {};
   const verified: Record<string, number> = {};
@@ -193,11 +195,9 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const deadline = options.resilience?.deadline ?? 15_000;
   const lostOnEveryAttemptDetails: string[] = [];
   const mix = options.mix ?? "broad";
-  const prisma: any =
-    mode === "bare"
-      ? bareClient(url)
-      : resilientClient(url, {
+  const prisma: any = db.client(mode, {
           ...options.resilience,
+          urlParams: options.urlParams,
           wrap: mode === "resilient",
           adapter: {
             ...options.adapter,
@@ -213,10 +213,9 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
             if (ctx.errorClass !== "conflict" && retryDetails.length < 20)
               retryDetails.push(`${ctx.operation} at ${Math.round(performance.now() - start)} ms, attempt ${ctx.attempt}, ${ctx.counted ? "counted" : "free"}, wait ${ctx.delayMs} ms: ${describeFailure(ctx.error)}`);
           },
-        }).prisma;
+        });
 
-  const originalWaitTimeout = await db.getGlobal("wait_timeout");
-  await db.setGlobal("wait_timeout", options.waitTimeout);
+  const originalWaitTimeout = await db.setIdleTimeout(options.waitTimeout);
 
   const samples: OpSample[] = [];
   const events: ChaosEvent[] = [];
@@ -238,7 +237,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   await prisma.$connect?.();
   const hotEmails = Array.from({ length: HOT_COUNTERS }, (_, i) => `${prefix}-hot-${i}@example.com`);
   if (mix === "broad") {
-    for (const email of hotEmails) await db.admin(`INSERT INTO \`${db.database}\`.User (email, balance) VALUES (?, 0)`, [email]);
+    await db.insertHot(hotEmails);
   }
   const ackedIncrements = new Map(hotEmails.map((e) => [e, 0]));
   const uncertainIncrements = new Map(hotEmails.map((e) => [e, 0]));
@@ -274,7 +273,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
             await prisma.ledger.findMany({ where: { key: { startsWith: `${prefix}-${w}-` } }, take: 5, orderBy: { id: "desc" } });
             break;
           case "raw-read":
-            await prisma.$queryRaw`SELECT COUNT(*) AS n FROM Ledger WHERE \`key\` LIKE ${`${prefix}-${w}-%`}`;
+            await db.rawRead(prisma, `${prefix}-${w}-%`);
             break;
           case "create":
             keys = [key];
@@ -286,7 +285,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
             break;
           case "raw-insert":
             keys = [key];
-            await prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1)`;
+            await db.rawInsert(prisma, key);
             break;
           case "increment":
             counters = [hotEmails[Math.floor(random() * HOT_COUNTERS)]];
@@ -335,7 +334,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
           if ((error as any).verificationIncomplete === true) unknownVerificationIncomplete++;
           for (const k of keys) uncertain.add(k);
           for (const c of counters) uncertainIncrements.set(c, uncertainIncrements.get(c)! + 1);
-        } else if (mode !== "bare" && lostOnEveryAttempt(error, rerunsOfThisOp, retries) && performance.now() - t0 < deadline) {
+        } else if (mode !== "bare" && lostOnEveryAttempt(error, rerunsOfThisOp, retries, classify) && performance.now() - t0 < deadline) {
           // The caller sees it fail, as the contract says. Nothing of it can have committed: its
           // keys must be missing and its counters untouched (so not counted as uncertain).
           outcome = "failed";
@@ -366,10 +365,9 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
       await sleep(options.killEveryMs);
       if (serverDown) continue;
       try {
-        const conns = (await db.appConnections()).filter((c) => c.command !== "Killed");
-        if (conns.length === 0) continue;
-        const victim = conns[Math.floor(pickVictim() * conns.length)];
-        await db.admin(`KILL ${victim.id}`);
+        const sessions = await db.victims();
+        if (sessions.length === 0) continue;
+        await db.kill(sessions[Math.floor(pickVictim() * sessions.length)]);
         killed++;
         events.push({ t: now(), what: "kill" });
       } catch {
@@ -389,7 +387,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
       await db.start();
       serverUpAt = now();
       firstOkAfterUp = null;
-      await db.setGlobal("wait_timeout", options.waitTimeout); // globals do not survive a restart
+      await db.setIdleTimeout(options.waitTimeout); // MySQL's globals do not survive a restart
       events.push({ t: serverUpAt, what: "server-up" });
       serverDown = false;
       restarts++;
@@ -409,17 +407,12 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   } finally {
     clearInterval(progress);
     await prisma.$disconnect().catch(() => undefined);
-    await db.setGlobal("wait_timeout", Number(originalWaitTimeout)).catch(() => undefined);
+    await db.setIdleTimeout(originalWaitTimeout).catch(() => undefined);
   }
 
   // The data: every key with more than one row is a duplicated write; every acknowledged key
   // without a row is a lost one.
-  const counts = new Map<string, number>();
-  const rows = await db.admin<any[]>(
-    `SELECT \`key\`, COUNT(*) AS n FROM \`${db.database}\`.Ledger WHERE \`key\` LIKE ? GROUP BY \`key\``,
-    [`${prefix}-%`],
-  );
-  for (const r of rows) counts.set(r.key, Number(r.n));
+  const counts = await db.ledgerCounts(prefix);
   const duplicateKeys = [...counts.values()].filter((n) => n > 1).length;
   const lostWrites = [...acknowledged].filter((k) => !counts.has(k) && !deletedKeys.has(k)).length;
   const unknownOutcomeApplied = [...uncertain].filter((k) => counts.has(k)).length;
@@ -431,12 +424,10 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   for (const k of deletedKeys) if (counts.has(k)) undeleted++;
   const counterMismatches: string[] = [];
   if (mix === "broad") {
-    const rows = await db.admin<any[]>(`SELECT email, balance FROM \`${db.database}\`.User WHERE email IN (?)`, [hotEmails]);
-    for (const r of rows) {
-      const acked = ackedIncrements.get(r.email)!;
-      const open = uncertainIncrements.get(r.email)!;
-      const value = Number(r.balance);
-      if (value < acked || value > acked + open) counterMismatches.push(`${r.email}: ${value}, acknowledged ${acked} (+ up to ${open} unknown)`);
+    for (const [email, value] of await db.hotBalances(hotEmails)) {
+      const acked = ackedIncrements.get(email)!;
+      const open = uncertainIncrements.get(email)!;
+      if (value < acked || value > acked + open) counterMismatches.push(`${email}: ${value}, acknowledged ${acked} (+ up to ${open} unknown)`);
     }
   }
 
@@ -506,7 +497,7 @@ function describeFailure(error: unknown): string {
  * unknown outcome, not an answer) after `retries` counted re-runs that were each taken after a lost
  * connection: the operation lost its connection on every attempt.
  */
-function lostOnEveryAttempt(error: unknown, reruns: RetryContext[], retries: number): boolean {
+function lostOnEveryAttempt(error: unknown, reruns: RetryContext[], retries: number, classify: (error: unknown) => string): boolean {
   if (classify(error) !== "connection-lost") return false;
   return retries > 0 && reruns.length === retries && reruns.every((c) => c.counted && c.errorClass === "connection-lost");
 }
