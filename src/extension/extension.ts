@@ -58,7 +58,9 @@ const PRISMA_DATABASE_ERRORS = new Set(["PrismaClientKnownRequestError", "Prisma
 
 /**
  * Did an error thrown inside a transaction callback come from the database? With withResilience()
- * only errors that carry its flight record do; without it, Prisma's database error shapes. Anything
+ * only errors that carry its flight record do; without it, Prisma's database error shapes, or an
+ * error Prisma passed on from the driver: its request handler stamps `clientVersion` on what it
+ * rethrows (node-postgres's plain "… not queryable" Error reaches the callback that way). Anything
  * else (an ECONNRESET from fetch, a Redis client, the app's own code) is the app's, and never makes
  * the transaction run again.
  */
@@ -67,7 +69,7 @@ function fromDatabase(error: unknown, wrapped: boolean): boolean {
   if (wrapped) return false;
   let e: any = error;
   for (let depth = 0; depth < 6 && typeof e === "object" && e !== null; depth++) {
-    if (PRISMA_DATABASE_ERRORS.has(e.name)) return true;
+    if (PRISMA_DATABASE_ERRORS.has(e.name) || typeof e.clientVersion === "string") return true;
     e = e.cause;
   }
   return false;
