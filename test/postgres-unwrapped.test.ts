@@ -250,7 +250,7 @@ describe("postgres without the adapter wrapper", { timeout: 30_000 }, () => {
     const { error } = await outcome(create);
     assert.ok(isOutcomeUnknown(error), `typed OutcomeUnknownError, got ${error}`);
     assert.equal(error.inFlight, "unknown");
-    assert.equal(error.cause?.meta?.driverAdapterError?.cause?.code, "57P01", "the server's 57P01 is the cause");
+    assert.equal((error.cause as any)?.meta?.driverAdapterError?.cause?.code, "57P01", "the server's 57P01 is the cause");
     assert.equal(retries.length, 0, "not re-run");
     // No second INSERT is in flight or stored (a re-run would sleep 2 s in the trigger, then commit).
     await sleep(300);
