@@ -9,6 +9,7 @@ import { retryAfterFailure, type Attempted } from "../core/retry.ts";
 import { DB_SYSTEM, DIALECT, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../core/flight.ts";
 import { mysqlDialect } from "../mysql/dialect.ts";
+import { pgDialect } from "../postgres/dialect.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",
@@ -57,7 +58,9 @@ const PRISMA_DATABASE_ERRORS = new Set(["PrismaClientKnownRequestError", "Prisma
 
 /**
  * Did an error thrown inside a transaction callback come from the database? With withResilience()
- * only errors that carry its flight record do; without it, Prisma's database error shapes. Anything
+ * only errors that carry its flight record do; without it, Prisma's database error shapes, or an
+ * error Prisma passed on from the driver: its request handler stamps `clientVersion` on what it
+ * rethrows (node-postgres's plain "… not queryable" Error reaches the callback that way). Anything
  * else (an ECONNRESET from fetch, a Redis client, the app's own code) is the app's, and never makes
  * the transaction run again.
  */
@@ -66,7 +69,7 @@ function fromDatabase(error: unknown, wrapped: boolean): boolean {
   if (wrapped) return false;
   let e: any = error;
   for (let depth = 0; depth < 6 && typeof e === "object" && e !== null; depth++) {
-    if (PRISMA_DATABASE_ERRORS.has(e.name)) return true;
+    if (PRISMA_DATABASE_ERRORS.has(e.name) || typeof e.clientVersion === "string") return true;
     e = e.cause;
   }
   return false;
@@ -234,11 +237,11 @@ function defineResilience(resolved: ResolvedOptions) {
     const base = client as any;
     const factory = base._engineConfig?.adapter;
     const wrapped = isResilientAdapter(factory);
-    // The database's rules: the wrapped adapter names its dialect; without the wrapper, MySQL's
-    // (the only one so far).
+    // The database's rules: the wrapped adapter names its dialect; without the wrapper, the adapter
+    // factory's `provider` ("postgres" for @prisma/adapter-pg, "mysql" for adapter-mariadb).
     const faults: FaultProbes = wrapped
       ? { dialect: factory[DIALECT] ?? mysqlDialect, recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true, system: () => factory[DB_SYSTEM]?.() }
-      : { dialect: mysqlDialect };
+      : { dialect: factory?.provider === "postgres" ? pgDialect : mysqlDialect };
     const disconnects = new Disconnects();
     const extended = client.$extends({
       name: "prisma-extension-resilience",
