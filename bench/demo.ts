@@ -1,19 +1,25 @@
-// npm run demo: starts a throwaway MariaDB (or uses DATABASE_URL), runs the chaos workload twice with
-// the same fault schedule — bare Prisma 7, then Prisma with this package — prints the results side by
-// side and writes an HTML report. Options: --duration ms (default 20000), --workers n (default 8),
-// --out path (default bench/results/demo-report.html).
+// npm run demo: starts a throwaway MariaDB (or uses DATABASE_URL), or with `--db postgres` a throwaway
+// PostgreSQL, runs the chaos workload twice with the same fault schedule — bare Prisma 7, then Prisma
+// with this package — prints the results side by side and writes an HTML report. Options: --db
+// mysql|postgres (default mysql), --duration ms (default 20000), --workers n (default 8), --out path
+// (default bench/results/demo-report.html).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { demoDatabase } from "./database.ts";
+import { demoDatabase, demoPostgres } from "./database.ts";
 import { redact } from "../src/index.ts";
 import { runChaos, summary, violations, type ChaosMode, type ChaosResult } from "../test/support/chaos.ts";
+import type { ChaosDb } from "../test/support/chaos-db.ts";
+import type { TestDatabase } from "../test/support/mariadb.ts";
+import type { PostgresServer } from "../test/support/postgres.ts";
+import { postgresChaosDb } from "../test/support/chaos-postgres.ts";
 import { renderReport, tableRows } from "./report.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
+    db: { type: "string", default: "mysql" },
     duration: { type: "string", default: "20000" },
     workers: { type: "string", default: "8" },
     out: { type: "string", default: resolve(here, "results/demo-report.html") },
@@ -23,14 +29,17 @@ const durationMs = Number(values.duration);
 const workers = Number(values.workers);
 if (!(durationMs >= 4000)) throw new TypeError("--duration must be at least 4000 ms");
 if (!(workers >= 1 && workers <= 64)) throw new TypeError("--workers must be between 1 and 64");
+if (values.db !== "mysql" && values.db !== "postgres") throw new TypeError("--db must be mysql or postgres");
+const postgres = values.db === "postgres";
 
-const { db, external } = await demoDatabase();
+const { db, external } = postgres ? await demoPostgres() : await demoDatabase();
+const target: ChaosDb | TestDatabase = postgres ? postgresChaosDb(db as PostgresServer) : (db as TestDatabase);
 const seed = 20261124;
 const results: ChaosResult[] = [];
 try {
   for (const mode of ["bare", "resilient"] as ChaosMode[]) {
     const label = mode === "bare" ? "bare Prisma 7" : "with prisma-extension-resilience";
-    const result = await runChaos(db, {
+    const result = await runChaos(target, {
       mode,
       durationMs,
       workers,
@@ -69,8 +78,8 @@ writeFileSync(
   values.out!,
   renderReport(results, {
     date: new Date().toISOString(),
-    workload: `${workers} workers, ${durationMs / 1000} s per run, one connection killed every 250 ms, wait_timeout = 2, kill -9 + restart at ${durationMs / 2000} s`,
-    server: external ? redact(external) : "throwaway MariaDB started by the demo",
+    workload: `${workers} workers, ${durationMs / 1000} s per run, one connection killed every 250 ms, ${postgres ? "idle_session_timeout = 2 s" : "wait_timeout = 2"}, kill -9 + restart at ${durationMs / 2000} s`,
+    server: external ? redact(external) : postgres ? "throwaway PostgreSQL started by the demo" : "throwaway MariaDB started by the demo",
     node: process.version,
     seed: String(seed),
   }),
