@@ -225,6 +225,15 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
       (this.current as any).onError?.(error);
       throw error;
     }
+    // While checked out a pg client has no error listener of the pool's: its socket error is ours.
+    const onError = (e: unknown) => log(`the wrapper's own transaction lost its connection (${describeError(e)})`);
+    client.on("error", onError);
+    const release = client.release.bind(client);
+    client.release = (err?: Error) => {
+      client.removeListener("error", onError);
+      client.release = release;
+      release(err);
+    };
     const queryable = Object.create(this.current, { client: { value: client, writable: true } });
     queryable.options = { usePhantomQuery: false };
     queryable.commit = async () => undefined;

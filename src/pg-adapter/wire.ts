@@ -29,7 +29,8 @@ export interface QueryConfig {
 }
 
 /** Sends `config` (with BEGIN first when `begin`) and the id read in one Sync group on `client`. */
-export function queryWithId(client: { query(q: unknown): unknown }, config: QueryConfig, begin: boolean): Promise<WithId> {
+/** `begin`: open the transaction in the same group (true: "BEGIN"; a string: that BEGIN text). */
+export function queryWithId(client: { query(q: unknown): unknown }, config: QueryConfig, begin: boolean | string): Promise<WithId> {
   return new Promise((resolve, reject) => {
     const query = new Query({ ...config, callback: undefined });
     query.callback = (err: unknown, results: any) => {
@@ -41,7 +42,7 @@ export function queryWithId(client: { query(q: unknown): unknown }, config: Quer
     };
     query.requiresPreparation = () => true;
     query.prepare = (connection: any) => {
-      if (begin) unnamed(connection, "BEGIN", [], false);
+      if (begin) unnamed(connection, begin === true ? "BEGIN" : begin, [], false);
       // The statement, as Query.prepare sends it (a named statement is parsed once per connection).
       if (!query.hasBeenParsed(connection)) {
         connection.parse({ text: query.text, name: query.name, types: query.types });
