@@ -5,7 +5,6 @@
 // is ended (pid and transaction id checked) -> re-run, one row. A foreign session is never ended.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { startPostgres, type PostgresServer } from "./support/postgres.ts";
 import { startProxy } from "./support/proxy.ts";
@@ -141,7 +140,7 @@ describe("postgres exactly-once: identity of the backend to end", () => {
       await foreign.query("BEGIN");
       await foreign.query('INSERT INTO "Ledger" (key, amount) VALUES ($1, 1)', [uniqueKey("pg-foreign")]);
       const xid: string = (await foreign.query("SELECT pg_current_xact_id()::text AS x")).rows[0].x;
-      const pid = foreign.processID!;
+      const pid: number = (foreign as any).processID;
       const { client } = await side.connect(2000);
       assert.ok(client);
       try {

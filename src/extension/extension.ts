@@ -9,6 +9,7 @@ import { retryAfterFailure, type Attempted } from "../core/retry.ts";
 import { DB_SYSTEM, DIALECT, isResilientAdapter, OUTAGE_AFTER, RECENT_FAULT } from "../adapter/adapter.ts";
 import { flightOf } from "../core/flight.ts";
 import { mysqlDialect } from "../mysql/dialect.ts";
+import { pgDialect } from "../postgres/dialect.ts";
 
 const READ_OPERATIONS = new Set([
   "findUnique",
@@ -234,11 +235,11 @@ function defineResilience(resolved: ResolvedOptions) {
     const base = client as any;
     const factory = base._engineConfig?.adapter;
     const wrapped = isResilientAdapter(factory);
-    // The database's rules: the wrapped adapter names its dialect; without the wrapper, MySQL's
-    // (the only one so far).
+    // The database's rules: the wrapped adapter names its dialect; without the wrapper, the adapter
+    // factory's `provider` ("postgres" for @prisma/adapter-pg, "mysql" for adapter-mariadb).
     const faults: FaultProbes = wrapped
       ? { dialect: factory[DIALECT] ?? mysqlDialect, recentFault: () => factory[RECENT_FAULT]?.() === true, outageAfter: (lostAt) => factory[OUTAGE_AFTER]?.(lostAt) === true, system: () => factory[DB_SYSTEM]?.() }
-      : { dialect: mysqlDialect };
+      : { dialect: factory?.provider === "postgres" ? pgDialect : mysqlDialect };
     const disconnects = new Disconnects();
     const extended = client.$extends({
       name: "prisma-extension-resilience",

@@ -1,4 +1,4 @@
-// STUB (pg-adapter branch): PostgreSQL's rules as the core asks for them, until pg-rules replaces it.
+// PostgreSQL's rules, as the core asks for them (src/core/dialect.ts).
 import type { Dialect } from "../core/dialect.ts";
 import { classify, isTransactionStartTimeout, provesNotSent, serverAnswered, unavailableReason } from "./classify.ts";
 import { isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "./sql.ts";
