@@ -27,6 +27,8 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
   private readonly config?: Record<string, unknown>;
   private lastFaultAt = Number.NEGATIVE_INFINITY;
   private readonly endings = new Set<Promise<void>>();
+  /** adapter-pg's dispose() ends its pool and throws when called twice: each is ended once. */
+  private readonly ended = new WeakMap<PgAdapterLike, Promise<void>>();
 
   constructor(
     private readonly factory: PgFactoryLike,
@@ -79,7 +81,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
     if (!this.ownsPool) return;
     const old = this.current;
     const ending = Promise.resolve()
-      .then(() => old.dispose())
+      .then(() => this.end(old))
       .catch((e: unknown) => log(`retiring the old pool failed (${describeError(e)})`))
       .finally(() => this.endings.delete(ending));
     this.endings.add(ending);
@@ -89,13 +91,22 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
     if (this.health.isClosed) throw new Error("closed");
     const next: PgAdapterLike = await this.factory.connect();
     if (this.health.isClosed) {
-      await next.dispose().catch(() => undefined);
+      await this.end(next).catch(() => undefined);
       throw new Error("closed");
     }
     const old = this.current;
     this.current = next;
     // A pool retired by onDown is already ending; one replaced on a refusal's end is ended now.
-    void Promise.resolve(old.dispose()).catch(() => undefined);
+    void this.end(old).catch(() => undefined);
+  }
+
+  private end(adapter: PgAdapterLike): Promise<void> {
+    let ending = this.ended.get(adapter);
+    if (!ending) {
+      ending = Promise.resolve().then(() => adapter.dispose());
+      this.ended.set(adapter, ending);
+    }
+    return ending;
   }
 
   get serverDown(): boolean {
@@ -244,7 +255,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
   async dispose(): Promise<void> {
     this.health.close();
     try {
-      await this.current?.dispose();
+      if (this.current) await this.end(this.current);
     } finally {
       await Promise.allSettled([...this.endings]);
       this.onDisposed?.();

@@ -5,10 +5,11 @@ import { PrismaClient } from "../../generated/postgres/client.ts";
 import { resilience, withResilience, type ResilienceOptions, type ResilientAdapterOptions, type RetryContext } from "../../src/index.ts";
 import type { PostgresServer } from "./postgres.ts";
 
-export function pgClient(url: string, options: ResilienceOptions & { adapter?: ResilientAdapterOptions; bare?: boolean } = {}) {
+/** `url`: a connection string, or a PrismaPg config (pg.PoolConfig). */
+export function pgClient(url: string | Record<string, unknown>, options: ResilienceOptions & { adapter?: ResilientAdapterOptions; bare?: boolean } = {}) {
   const { adapter: adapterOptions, bare, ...rest } = options;
   const retries: RetryContext[] = [];
-  const adapter = bare ? new PrismaPg(url) : withResilience(new PrismaPg(url), adapterOptions);
+  const adapter = bare ? new PrismaPg(url as any) : withResilience(new PrismaPg(url as any), adapterOptions);
   const prisma = new PrismaClient({ adapter }).$extends(resilience({ ...rest, onRetry: (ctx) => void retries.push(ctx) }));
   return { prisma, retries, adapter };
 }
