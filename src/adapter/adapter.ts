@@ -5,21 +5,16 @@
 // connections, never a timer per call.
 import type { Dialect } from "../core/dialect.ts";
 import { mysqlDialect } from "../mysql/dialect.ts";
+import { withPgResilience } from "../pg-adapter/factory.ts";
 import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapterOptions } from "./options.ts";
-import { ResilientAdapter, WRAPPED } from "./coordinator.ts";
+import { ResilientAdapter } from "./coordinator.ts";
+import { DB_SYSTEM, DIALECT, OUTAGE_AFTER, RECENT_FAULT, WRAPPED } from "../core/wrapped.ts";
 import type { Flavor } from "./side.ts";
 import type { AdapterFactoryLike } from "./types.ts";
 
 export type { AdapterFactoryLike } from "./types.ts";
 
-/** On the wrapped factory: did its adapter meet a fault lately (the extension asks after a P2028)? */
-export const RECENT_FAULT = Symbol.for("prisma-extension-resilience.recentFault");
-/** The factory's answer to "was the server found down just after a connection lost at time t?" */
-export const OUTAGE_AFTER = Symbol.for("prisma-extension-resilience.outageAfter");
-/** The factory's answer to "which server is this, mariadb or mysql?" (for telemetry), once a connection told. */
-export const DB_SYSTEM = Symbol.for("prisma-extension-resilience.dbSystem");
-/** On the wrapped factory: the database's rules (src/core/dialect.ts) the extension judges by. */
-export const DIALECT = Symbol.for("prisma-extension-resilience.dialect");
+export { RECENT_FAULT, OUTAGE_AFTER, DB_SYSTEM, DIALECT } from "../core/wrapped.ts";
 
 /** True when the factory (or adapter) was made by withResilience(). */
 export function isResilientAdapter(value: unknown): boolean {
@@ -86,5 +81,7 @@ export function withResilience<F extends AdapterFactoryLike>(factory: F, options
   }
   const resolved = resolveAdapterOptions(options);
   if (isResilientAdapter(factory)) return factory;
+  // PostgreSQL (@prisma/adapter-pg): its own wrapper, same contract (src/pg-adapter/).
+  if (factory.provider === "postgres") return withPgResilience(factory, resolved);
   return new ResilientAdapterFactory(factory, resolved) as unknown as F;
 }

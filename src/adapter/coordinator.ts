@@ -23,7 +23,8 @@ import type { AdapterFactoryLike, AdapterLike, SqlQueryLike } from "./types.ts";
 import { Watchdog } from "./watchdog.ts";
 
 
-export const WRAPPED = Symbol.for("prisma-extension-resilience.wrapped");
+export { WRAPPED } from "../core/wrapped.ts";
+import { WRAPPED } from "../core/wrapped.ts";
 /**
  * A killed server closes its connections before its listening socket, in no set order: the probe made
  * the moment a connection dies can still be accepted, and the rechecks find the server down up to

@@ -9,7 +9,7 @@ import { errorFacts, type ErrorClass } from "./facts.ts";
 import type { StateChange } from "./state.ts";
 
 /** `db.system.name`: the server's flavour, when something told it. */
-export type DbSystem = "mariadb" | "mysql";
+export type DbSystem = "mariadb" | "mysql" | "postgresql";
 type Attributes = Record<string, string | number | boolean | undefined>;
 
 // The few parts of @opentelemetry/api used here, typed structurally: the package's own types are

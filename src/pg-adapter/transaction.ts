@@ -1,0 +1,216 @@
+// One transaction on PostgreSQL, wrapped: every failure carries a flight record; until the
+// transaction's id is known each statement also reads it, in the same round trip (wire.ts); Prisma's
+// COMMIT (sent as a statement, then commit() only releases the client: node_modules/@prisma/adapter-pg)
+// is verified when its reply is lost (verify.ts); a ROLLBACK on a dead connection resolves.
+import { classify, provesNotSent, serverAnswered } from "../postgres/classify.ts";
+import { firstKeyword, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../postgres/sql.ts";
+import { log } from "../core/log.ts";
+import { tagged } from "./record.ts";
+import type { PgCommitVerdict, XactIdentity } from "./verify.ts";
+import { queryWithId, type QueryConfig } from "./wire.ts";
+import type { PgClientLike, PgTransactionLike, SqlQueryLike } from "./types.ts";
+
+/** What the wrapped adapter does for a transaction (coordinator.ts). */
+export interface PgTxHandler {
+  /** After a lost connection or an unavailable server: is the server still there? */
+  suspect(error: unknown): Promise<void>;
+  readonly serverDown: boolean;
+  /** Exactly-once is on: statements read the transaction's id, a lost COMMIT reply is verified. */
+  readonly verifying: boolean;
+  /** ms without a reply to a COMMIT before its backend is looked at (0: never). */
+  readonly silentAfter: number;
+  /** After a lost COMMIT reply: did it commit? */
+  verifyCommit(who: XactIdentity): Promise<PgCommitVerdict>;
+  /** While a COMMIT gets no reply: what its backend is doing ("active", "idle in transaction" …; undefined: gone or not ours). */
+  backendState(who: XactIdentity): Promise<string | undefined | "unreachable">;
+}
+
+const COMMIT_WORDS = new Set(["COMMIT", "END"]);
+
+export class PgResilientTransaction implements PgTransactionLike {
+  /** The connection died under this transaction: the server rolls it back. */
+  private lost = false;
+  private committedEarlier = false;
+  private wrote = false;
+  /** The transaction's id once it has one (xid8 as text). */
+  private xactId?: string;
+  /** The next query on the client goes out with the id read (set and cleared synchronously around the call). */
+  private withIdNext = false;
+  /** The wrapper's own transaction: BEGIN has not been sent yet; it goes in the first statement's flight. */
+  private beginPending: boolean;
+  private readonly client?: PgClientLike;
+  private readonly originalQuery?: PgClientLike["query"];
+  readonly createSavepoint?: (name: string) => Promise<void>;
+  readonly rollbackToSavepoint?: (name: string) => Promise<void>;
+  readonly releaseSavepoint?: (name: string) => Promise<void>;
+
+  constructor(
+    private readonly inner: PgTransactionLike,
+    private readonly handler: PgTxHandler,
+    options: { beginPending?: boolean } = {},
+  ) {
+    this.beginPending = options.beginPending === true;
+    const client = (inner as any).client as PgClientLike | undefined;
+    if (client && typeof client.query === "function" && (handler.verifying || this.beginPending)) {
+      this.client = client;
+      const original = client.query;
+      this.originalQuery = original;
+      const self = this;
+      // Only this transaction's next statement is changed; everything else goes through as it was.
+      client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+        if (!self.withIdNext || typeof config !== "object" || config === null || typeof (config as any).submit === "function") {
+          return original.call(client, config, values, callback);
+        }
+        self.withIdNext = false;
+        const begin = self.beginPending;
+        self.beginPending = false;
+        return queryWithId({ query: (q) => original.call(client, q) }, config as QueryConfig, begin).then(({ result, xactId }) => {
+          if (xactId !== null) self.xactId = xactId;
+          return result;
+        });
+      };
+    }
+    if (inner.createSavepoint) this.createSavepoint = (name) => inner.createSavepoint!(name).catch((e) => this.onStatementError(e, "SAVEPOINT"));
+    if (inner.rollbackToSavepoint) this.rollbackToSavepoint = (name) => inner.rollbackToSavepoint!(name).catch((e) => this.onStatementError(e, "ROLLBACK TO"));
+    if (inner.releaseSavepoint) this.releaseSavepoint = (name) => inner.releaseSavepoint!(name).catch((e) => this.onStatementError(e, "RELEASE SAVEPOINT"));
+  }
+
+  get provider() {
+    return this.inner.provider;
+  }
+  get adapterName() {
+    return this.inner.adapterName;
+  }
+  get options() {
+    return this.inner.options;
+  }
+  /** The backend's pid (BackendKeyData), when the driver has it. */
+  get pid(): number | undefined {
+    const pid = this.client?.processID ?? (this.inner as any).client?.processID;
+    return typeof pid === "number" ? pid : undefined;
+  }
+  /** The connection is lost (the server has rolled back, or will). */
+  get isLost(): boolean {
+    return this.lost;
+  }
+  /** The transaction's id, once it wrote (tests and the wrapper's own transaction). */
+  get id(): string | undefined {
+    return this.xactId;
+  }
+
+  /** Puts the client's own query back: the client goes back to the pool after this. */
+  private restore() {
+    if (this.client && this.originalQuery) this.client.query = this.originalQuery;
+  }
+
+  queryRaw(params: SqlQueryLike) {
+    return this.statement(params, (p) => this.inner.queryRaw(p));
+  }
+  executeRaw(params: SqlQueryLike): Promise<number> {
+    const word = isMultiStatement(params.sql) ? "" : firstKeyword(params.sql);
+    if (COMMIT_WORDS.has(word)) return this.commitStatement(params);
+    if ((word === "ROLLBACK" && !/^\s*ROLLBACK\s+TO\b/i.test(params.sql)) || word === "ABORT") return this.rollbackStatement(params);
+    return this.statement(params, (p) => this.inner.executeRaw(p));
+  }
+
+  private statement<T>(params: SqlQueryLike, send: (params: SqlQueryLike) => Promise<T>): Promise<T> {
+    if (!this.committedEarlier && mayCommitImplicitly(params.sql)) this.committedEarlier = true;
+    if (!isReadOnlySql(params.sql)) this.wrote = true;
+    // Until the id is known every statement reads it (a read can write too: a function, nextval …).
+    this.withIdNext = this.client !== undefined && (this.beginPending || (this.handler.verifying && this.xactId === undefined));
+    let sent: Promise<T>;
+    try {
+      sent = send(params);
+    } finally {
+      this.withIdNext = false;
+    }
+    return sent.catch((e) => this.onStatementError(e, params.sql));
+  }
+
+  private async onStatementError(error: unknown, sql: string): Promise<never> {
+    const errorClass = classify(error);
+    if (errorClass === "connection-lost") this.lost = true;
+    if (errorClass === "connection-lost" || errorClass === "unavailable") await this.handler.suspect(error);
+    throw tagged("statement", error, sql, { committedEarlier: this.committedEarlier, duringOutage: this.handler.serverDown, pid: this.pid });
+  }
+
+  /** The transaction's COMMIT, sent as a statement. */
+  private async commitStatement(params: SqlQueryLike): Promise<number> {
+    const who: XactIdentity | undefined = this.handler.verifying && this.xactId !== undefined ? { xactId: this.xactId, pid: this.pid } : undefined;
+    const watch = who ? this.watchCommit(who) : undefined;
+    let error: unknown;
+    try {
+      return await this.inner.executeRaw(params);
+    } catch (e) {
+      error = e;
+    } finally {
+      watch?.stop();
+    }
+    if (classify(error) === "connection-lost") this.lost = true;
+    const context = { committedEarlier: this.committedEarlier, pid: this.pid };
+    // Verification on and no id: nothing of the transaction wrote; its lost COMMIT is like a lost read.
+    const readOnly = !this.committedEarlier && (this.handler.verifying && this.client ? this.xactId === undefined : !this.wrote);
+    // An error the server answered (40001 at COMMIT …) is "not applied"; one that proves it unsent too.
+    if (!who || this.committedEarlier || serverAnswered(error) || provesNotSent(error)) {
+      if (classify(error) !== "fatal") await this.handler.suspect(error);
+      throw tagged("commit", error, "COMMIT", { ...context, readOnly, duringOutage: this.handler.serverDown });
+    }
+    const verdict = await this.handler.verifyCommit(who).catch(() => "unknown" as const);
+    log(`lost COMMIT reply verified: ${verdict}`);
+    if (verdict === "committed") return 0;
+    await this.handler.suspect(error);
+    throw tagged("commit", error, "COMMIT", { ...context, readOnly: false, verification: verdict, duringOutage: this.handler.serverDown });
+  }
+
+  /**
+   * While a COMMIT of a transaction with an id waits for its reply: every `silentAfter` ms, a look
+   * at its backend from a side connection. Still idle in the transaction (the COMMIT never arrived:
+   * a silent drop), or gone: this connection is dead, and is destroyed so that the COMMIT fails and
+   * is verified. Executing: the server is working on it; keep waiting.
+   */
+  private watchCommit(who: XactIdentity): { stop(): void } {
+    const every = this.handler.silentAfter;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const look = async () => {
+      if (stopped) return;
+      const state = await this.handler.backendState(who).catch(() => "unreachable" as const);
+      if (stopped) return;
+      if (state === "active" || state === "unreachable") return void (timer = setTimeout(look, every));
+      log(`no reply to COMMIT after ${every} ms and its backend is ${state ?? "gone"}: the connection is dead`);
+      this.lost = true;
+      this.client?.connection?.stream?.destroy(new Error("no reply to COMMIT: the connection was dropped silently"));
+    };
+    if (every > 0 && this.client) timer = setTimeout(look, every);
+    return {
+      stop() {
+        stopped = true;
+        clearTimeout(timer);
+      },
+    };
+  }
+
+  private rollbackStatement(params: SqlQueryLike): Promise<number> {
+    if (this.lost) return Promise.resolve(0);
+    return this.inner.executeRaw(params).catch((e) => {
+      // The server rolls back an open transaction when its connection dies: nothing is left to do.
+      if (this.lost || classify(e) === "connection-lost" || provesNotSent(e)) {
+        this.lost = true;
+        return 0;
+      }
+      throw tagged("rollback", e, "ROLLBACK", { committedEarlier: this.committedEarlier, pid: this.pid });
+    });
+  }
+
+  commit() {
+    this.restore();
+    return this.inner.commit();
+  }
+  rollback() {
+    this.restore();
+    return this.inner.rollback().catch((e) => {
+      if (this.lost || classify(e) === "connection-lost") return;
+      throw tagged("rollback", e, "ROLLBACK", { committedEarlier: this.committedEarlier, pid: this.pid });
+    });
+  }
+}
