@@ -13,6 +13,9 @@ import { startPostgres, type PostgresServer } from "./support/postgres.ts";
 let server: PostgresServer;
 before(async () => {
   server = await startPostgres();
+  // PostgreSQL looks for a deadlock only after deadlock_timeout (1 s by default; InnoDB at once): the
+  // mix's deadlock-prone transactions would hold workers a second each and leave few operations.
+  await server.setSystem("deadlock_timeout", "100ms");
 });
 after(async () => {
   await server?.stop();

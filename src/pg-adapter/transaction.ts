@@ -32,8 +32,9 @@ export class PgResilientTransaction implements PgTransactionLike {
   private lost = false;
   private committedEarlier = false;
   private wrote = false;
-  /** The transaction's id once it has one (xid8 as text). */
+  /** The transaction's id once it has one (xid8 as text), and the server's start when it was read. */
   private xactId?: string;
+  private serverStart?: string;
   /** The next query on the client goes out with the id read (set and cleared synchronously around the call). */
   private withIdNext = false;
   /** The wrapper's own transaction: BEGIN has not been sent yet; it goes in the first statement's flight. */
@@ -64,8 +65,11 @@ export class PgResilientTransaction implements PgTransactionLike {
         self.withIdNext = false;
         const begin = self.beginPending;
         self.beginPending = false;
-        return queryWithId({ query: (q) => original.call(client, q) }, config as QueryConfig, begin).then(({ result, xactId }) => {
-          if (xactId !== null) self.xactId = xactId;
+        return queryWithId({ query: (q) => original.call(client, q) }, config as QueryConfig, begin).then(({ result, xactId, serverStart }) => {
+          if (xactId !== null) {
+            self.xactId = xactId;
+            self.serverStart = serverStart ?? undefined;
+          }
           return result;
         });
       };
@@ -136,7 +140,7 @@ export class PgResilientTransaction implements PgTransactionLike {
 
   /** The transaction's COMMIT, sent as a statement. */
   private async commitStatement(params: SqlQueryLike): Promise<number> {
-    const who: XactIdentity | undefined = this.handler.verifying && this.xactId !== undefined ? { xactId: this.xactId, pid: this.pid } : undefined;
+    const who: XactIdentity | undefined = this.handler.verifying && this.xactId !== undefined ? { xactId: this.xactId, pid: this.pid, serverStart: this.serverStart } : undefined;
     const watch = who ? this.watchCommit(who) : undefined;
     let error: unknown;
     try {

@@ -4,6 +4,13 @@
 // holds it (a silent drop): it is ended only when provably ours (its pid is the one the server gave
 // our connection AND it runs our transaction id: never a foreign session; behind a transaction-mode
 // pooler the pid never matches, so nothing is ended and the backend is waited for); NULL: unknown.
+//
+// Across a crash an id means less: ids handed out but never written to the WAL are handed out again
+// after crash recovery, so pg_xact_status() may answer for another transaction. When the server has
+// started since the id was read, "aborted", "in progress" (someone else's, then) and "in the future"
+// all mean ours did not commit; "committed" is believed only for an id below the first id of the new
+// run (the next id of the checkpoint that ended recovery: ids below it were on disk before the crash,
+// so they are ours), otherwise it is not ours either. When that checkpoint cannot be told, unknown.
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, log } from "../core/log.ts";
 import type { PgSide, SideClient } from "./side.ts";
@@ -14,6 +21,57 @@ export type PgCommitVerdict = "committed" | "not-committed" | "unknown";
 export interface XactIdentity {
   xactId: string;
   pid?: number;
+  /** pg_postmaster_start_time() (epoch seconds as text) when the id was read. */
+  serverStart?: string;
+}
+
+/** The first id a run of the server hands out, per server start (undefined: it cannot be told). */
+const firstIdOfRun = new Map<string, bigint | undefined>();
+// A checkpoint this close to the server's start, with nothing written during it, is the one that
+// ended crash recovery (or the shutdown checkpoint before a clean restart): its next id is exact.
+// A later one (timed checkpoints come checkpoint_timeout, at least 30 s, apart) counts ids of the new run.
+const RECOVERY_CHECKPOINT_WINDOW_S = 30;
+
+/** Reads the first id of the server's current run from its control file, once per start. */
+async function firstId(client: SideClient, started: string): Promise<bigint | undefined> {
+  if (firstIdOfRun.has(started)) return firstIdOfRun.get(started);
+  let first: bigint | undefined;
+  try {
+    const row = (
+      await client.query(
+        "SELECT next_xid, extract(epoch FROM checkpoint_time)::float8 AS at, redo_lsn = checkpoint_lsn AS quiet FROM pg_control_checkpoint()",
+      )
+    ).rows[0];
+    const [epoch, xid] = String(row?.next_xid ?? "").split(":");
+    const at = Number(row?.at);
+    if (row?.quiet === true && /^\d+$/.test(epoch ?? "") && /^\d+$/.test(xid ?? "") && Math.abs(at - Number(started)) <= RECOVERY_CHECKPOINT_WINDOW_S) {
+      first = (BigInt(epoch!) << 32n) | BigInt(xid!);
+    }
+  } catch (e) {
+    log(`the server's checkpoint could not be read (${describeError(e)}): a lost COMMIT from before its restart stays unknown`);
+  }
+  if (firstIdOfRun.size > 100) firstIdOfRun.clear();
+  firstIdOfRun.set(started, first);
+  return first;
+}
+
+/** pg_xact_status(), with "future" for an id not handed out yet (the server answers 22023 for it). */
+async function xactStatus(client: SideClient, xactId: string): Promise<string | null> {
+  try {
+    return (await client.query("SELECT pg_xact_status($1::xid8) AS s", [xactId])).rows[0]?.s ?? null;
+  } catch (e: any) {
+    if (e?.code === "22023" && /in the future/i.test(String(e?.message))) return "future";
+    throw e;
+  }
+}
+
+/** The verdict on a transaction whose id was read before the server's current run began. */
+async function acrossRestart(client: SideClient, who: XactIdentity, status: string | null, started: string): Promise<PgCommitVerdict> {
+  if (status === "aborted" || status === "in progress" || status === "future") return "not-committed";
+  if (status !== "committed") return "unknown";
+  const first = await firstId(client, started);
+  if (first === undefined) return "unknown";
+  return BigInt(who.xactId) < first ? "committed" : "not-committed";
 }
 
 /** The 32-bit xid pg_stat_activity.backend_xid shows for a full (xid8) id. */
@@ -51,10 +109,14 @@ export async function verifyXact(side: PgSide, who: XactIdentity, deadlineAt: nu
   while (performance.now() < deadlineAt && !side.isClosed) {
     const left = Math.max(50, Math.min(1000, deadlineAt - performance.now()));
     const { value, result } = await side.with(left, async (client) => {
-      const status: string | null = (await client.query("SELECT pg_xact_status($1::xid8) AS s", [who.xactId])).rows[0]?.s ?? null;
-      if (status === "committed") return "committed" as const;
+      // Both on this one connection: a restart in between would end it.
+      const started = String((await client.query("SELECT extract(epoch FROM pg_postmaster_start_time())::text AS started")).rows[0]?.started);
+      const status = await xactStatus(client, who.xactId);
+      if (who.serverStart !== undefined && started !== who.serverStart) return acrossRestart(client, who, status, started);
+      // Without the run the id came from, a "committed" may be another transaction's.
+      if (status === "committed") return who.serverStart === undefined ? ("unknown" as const) : ("committed" as const);
       if (status === "aborted") return "not-committed" as const;
-      if (status === null) return "unknown" as const;
+      if (status === null || status === "future") return "unknown" as const;
       // In progress: the old backend still holds it.
       if (kill && (await terminateIfOurs(client, who))) log(`verifying a lost COMMIT: ended its old backend ${who.pid} (pid and transaction id checked)`);
       else if (!told) {

@@ -7,7 +7,9 @@
 import { createRequire } from "node:module";
 import pg from "pg";
 
-export const XACT_ID_SQL = "SELECT pg_current_xact_id_if_assigned()::text";
+// With the id, the server's start (epoch seconds, time-zone free): an id read before a crash can be
+// handed out again after it (verify.ts), so the verifier must know which run of the server gave it.
+export const XACT_ID_SQL = "SELECT pg_current_xact_id_if_assigned()::text, extract(epoch FROM pg_postmaster_start_time())::text";
 
 const Query: any = (pg as any).Query;
 // pg's own value mapper, the one Query.prepare uses (pg/lib/utils.js, exported as "pg/lib/*").
@@ -17,6 +19,8 @@ const prepareValue: (v: unknown) => unknown = createRequire(import.meta.url)("pg
 export interface WithId {
   result: unknown;
   xactId: string | null;
+  /** The server's start when the id was read (pg_postmaster_start_time() in epoch seconds). */
+  serverStart: string | null;
 }
 
 /** pg query config as adapter-pg's performIO builds it. */
@@ -38,7 +42,8 @@ export function queryWithId(client: { query(q: unknown): unknown }, config: Quer
       const list: any[] = Array.isArray(results) ? results : [results];
       const offset = begin ? 1 : 0;
       const idResult = list[offset + 1];
-      resolve({ result: list[offset], xactId: (idResult?.rows?.[0]?.[0] as string | null | undefined) ?? null });
+      const row = idResult?.rows?.[0];
+      resolve({ result: list[offset], xactId: (row?.[0] as string | null | undefined) ?? null, serverStart: (row?.[1] as string | null | undefined) ?? null });
     };
     query.requiresPreparation = () => true;
     query.prepare = (connection: any) => {
