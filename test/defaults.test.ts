@@ -398,7 +398,7 @@ describe("ghost kills match identity", () => {
         c.on("error", () => undefined);
         others.push(c);
         if (c.threadId === threadId) holder = c;
-        if (c.threadId > threadId) break;
+        if ((c.threadId ?? 0) > threadId) break;
       }
       assert.ok(holder, `no connection got thread id ${threadId} (ids: ${others.map((c) => c.threadId).join(",")})`);
       proxy.route = undefined;
