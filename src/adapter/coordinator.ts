@@ -219,6 +219,10 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
   get guardedMarks(): boolean {
     return this.marks.guarded;
   }
+  galeraOf(connection: unknown): boolean | undefined {
+    const identity = this.sessions.of(connection);
+    return identity ? identity.cluster !== undefined : undefined;
+  }
   get rollbackOnTimeout(): boolean | undefined {
     return this.marks.rollbackOnTimeout;
   }
@@ -231,8 +235,8 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     this.marks.off(`the commit mark failed: ${describeError(error)}`);
   }
 
-  verifyCommit(connection: unknown, key: string, token: string): Promise<CommitVerdict> {
-    return this.marks.verify(connection, key, token);
+  verifyCommit(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict> {
+    return this.marks.verify(connection, key, token, found);
   }
 
   /**

@@ -8,7 +8,7 @@ import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
 
 export { tagged } from "./record.ts";
-import { markSql, newToken, type CommitVerdict } from "../mysql/marks.ts";
+import { markSql, TokenSource, type CommitVerdict } from "../mysql/marks.ts";
 
 // What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
 // other text (raw SQL) is scanned for statements that commit implicitly.
@@ -20,6 +20,14 @@ function mayEndTransaction(sql: string): boolean {
 
 // Connections whose server has no @@in_transaction (it answered 1193 ER_UNKNOWN_SYSTEM_VARIABLE).
 const NO_GUARD = new WeakSet<object>();
+// Each connection's mark tokens (keyed by its `info`: the pool hands out a new wrapper for every transaction).
+const TOKENS = new WeakMap<object, TokenSource>();
+function tokensOf(conn: any): TokenSource {
+  const at = conn.info ?? conn;
+  let tokens = TOKENS.get(at);
+  if (!tokens) TOKENS.set(at, (tokens = new TokenSource()));
+  return tokens;
+}
 const UNKNOWN_SYSTEM_VARIABLE = 1193;
 
 // The server status flag of an open transaction (MySQL protocol SERVER_STATUS_IN_TRANS).
@@ -60,6 +68,8 @@ export interface FailureHandler {
   killGhost(threadId: number, connection?: unknown): Promise<void>;
   /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
   readonly guardedMarks?: boolean;
+  /** Whether this connection's server is a Galera node (undefined: not known, its identity not read). */
+  galeraOf?(connection: unknown): boolean | undefined;
   /** `@@innodb_rollback_on_timeout`: whether a lock wait timeout (1205) rolls back the whole transaction (undefined: not known). */
   readonly rollbackOnTimeout?: boolean;
   /** Commit verification: the mark key of this driver connection, when verification is on and its identity is known. */
@@ -67,7 +77,7 @@ export interface FailureHandler {
   /** The mark was refused because of the table (missing, no right): verification goes off. */
   markFailed?(error: unknown): void;
   /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
-  verifyCommit?(connection: unknown, key: string, token: string): Promise<CommitVerdict>;
+  verifyCommit?(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict>;
 }
 
 const SOCKET_TIMEOUT = 45026;
@@ -213,7 +223,11 @@ export class ResilientTransaction implements TransactionLike {
       // connection the status flag after each statement (stillOpen) and the COMMIT's own answer
       // decide from then on. (Not judged from the handshake: a proxy may announce MySQL in front of
       // a MariaDB Galera node, where the guard matters.)
-      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn.info ?? conn)) return this.inner.commit().catch((e) => this.onCommitError(e));
+      // Only a Galera node ends a transaction silently (a brute-force abort): a connection known to
+      // be on another server sends no guard (its identity, read when it was opened, names no cluster).
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn.info ?? conn) || this.handler.galeraOf?.(conn) === false) {
+        return this.inner.commit().catch((e) => this.onCommitError(e));
+      }
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
       const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
@@ -242,7 +256,7 @@ export class ResilientTransaction implements TransactionLike {
     // The mark and the COMMIT go out together, in this order, as two text commands on the
     // transaction's own connection (the driver pipelines them): no extra round trip. Guarded by
     // @@in_transaction where the server has it, the mark writes nothing in a transaction that is gone.
-    const token = newToken();
+    const token = tokensOf(conn).next();
     const guarded = this.handler.guardedMarks === true;
     const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(markSql(key, token, guarded)).then(
       (r: any) => r ?? {},
