@@ -220,6 +220,10 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
   get guardedMarks(): boolean {
     return this.marks.guarded;
   }
+  galeraOf(connection: unknown): boolean | undefined {
+    const identity = this.sessions.of(connection);
+    return identity ? identity.cluster !== undefined : undefined;
+  }
   get rollbackOnTimeout(): boolean | undefined {
     return this.marks.rollbackOnTimeout;
   }
@@ -232,8 +236,8 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     this.marks.off(`the commit mark failed: ${describeError(error)}`);
   }
 
-  verifyCommit(connection: unknown, key: string, token: string): Promise<CommitVerdict> {
-    return this.marks.verify(connection, key, token);
+  verifyCommit(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict> {
+    return this.marks.verify(connection, key, token, found);
   }
 
   /**
@@ -322,7 +326,7 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.gated("autocommit", params.sql, () => this.current.queryRaw(params));
   }
   executeRaw(params: SqlQueryLike) {
-    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.executeRaw(params));
+    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.executeRaw(params), params);
     if (this.health.state === "up") return this.current.executeRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
     return this.gated("autocommit", params.sql, () => this.current.executeRaw(params));
   }
@@ -332,8 +336,11 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
    * known even when the reply is lost. A failure of the statement itself is a statement of an open
    * transaction (the server rolls it back); the COMMIT is verified.
    */
-  private async inTransaction<T>(run: (tx: ResilientTransaction) => Promise<T>): Promise<T> {
+  private async inTransaction<T>(run: (tx: ResilientTransaction) => Promise<T>, oneFlight?: SqlQueryLike): Promise<T> {
     const tx = await this.startTransaction();
+    // An executeRaw goes in one flight with its mark and COMMIT where it can (see executeAndCommit).
+    const key = oneFlight && tx.oneFlightKey();
+    if (key) return tx.executeAndCommit(oneFlight, key) as Promise<T>;
     let result: T;
     try {
       result = await run(tx);

@@ -63,7 +63,7 @@ export class CommitMarks {
   }
 
   /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
-  async verify(connection: unknown, key: string, token: string): Promise<CommitVerdict> {
+  async verify(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict> {
     const identity = this.sessions.of(connection);
     const started = performance.now();
     const verdict: CommitVerdict =
@@ -71,7 +71,7 @@ export class CommitMarks {
             nodes: this.nodes,
             refusedMeansStopped: this.options.refusedMeansStopped,
             killSessions: this.options.killGhostSessions,
-          });
+          }, found);
     const ms = Math.round(performance.now() - started);
     try {
       this.options.onCommitVerified?.(Object.freeze({ verdict, ms }));

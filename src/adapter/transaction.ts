@@ -8,7 +8,7 @@ import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
 
 export { tagged } from "./record.ts";
-import { markSql, newToken, type CommitVerdict } from "../mysql/marks.ts";
+import { countedMarkSql, countOf, markSql, TokenSource, type CommitVerdict } from "../mysql/marks.ts";
 
 // What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
 // other text (raw SQL) is scanned for statements that commit implicitly.
@@ -20,6 +20,14 @@ function mayEndTransaction(sql: string): boolean {
 
 // Connections whose server has no @@in_transaction (it answered 1193 ER_UNKNOWN_SYSTEM_VARIABLE).
 const NO_GUARD = new WeakSet<object>();
+// Each connection's mark tokens (keyed by its `info`: the pool hands out a new wrapper for every transaction).
+const TOKENS = new WeakMap<object, TokenSource>();
+function tokensOf(conn: any): TokenSource {
+  const at = conn.info ?? conn;
+  let tokens = TOKENS.get(at);
+  if (!tokens) TOKENS.set(at, (tokens = new TokenSource()));
+  return tokens;
+}
 const UNKNOWN_SYSTEM_VARIABLE = 1193;
 
 // The server status flag of an open transaction (MySQL protocol SERVER_STATUS_IN_TRANS).
@@ -60,6 +68,8 @@ export interface FailureHandler {
   killGhost(threadId: number, connection?: unknown): Promise<void>;
   /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
   readonly guardedMarks?: boolean;
+  /** Whether this connection's server is a Galera node (undefined: not known, its identity not read). */
+  galeraOf?(connection: unknown): boolean | undefined;
   /** `@@innodb_rollback_on_timeout`: whether a lock wait timeout (1205) rolls back the whole transaction (undefined: not known). */
   readonly rollbackOnTimeout?: boolean;
   /** Commit verification: the mark key of this driver connection, when verification is on and its identity is known. */
@@ -67,7 +77,7 @@ export interface FailureHandler {
   /** The mark was refused because of the table (missing, no right): verification goes off. */
   markFailed?(error: unknown): void;
   /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
-  verifyCommit?(connection: unknown, key: string, token: string): Promise<CommitVerdict>;
+  verifyCommit?(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict>;
 }
 
 const SOCKET_TIMEOUT = 45026;
@@ -213,7 +223,11 @@ export class ResilientTransaction implements TransactionLike {
       // connection the status flag after each statement (stillOpen) and the COMMIT's own answer
       // decide from then on. (Not judged from the handshake: a proxy may announce MySQL in front of
       // a MariaDB Galera node, where the guard matters.)
-      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn.info ?? conn)) return this.inner.commit().catch((e) => this.onCommitError(e));
+      // Only a Galera node ends a transaction silently (a brute-force abort): a connection known to
+      // be on another server sends no guard (its identity, read when it was opened, names no cluster).
+      if (!this.wrote || this.committedEarlier || typeof conn?.query !== "function" || NO_GUARD.has(conn.info ?? conn) || this.handler.galeraOf?.(conn) === false) {
+        return this.inner.commit().catch((e) => this.onCommitError(e));
+      }
       // No mark: a guard in the same flight still tells whether the transaction is open (MariaDB's
       // @@in_transaction; a server without it answers an error and the COMMIT decides alone).
       const guard: Promise<number | { error: unknown } | undefined> = conn.query("SELECT @@in_transaction AS t").then(
@@ -242,7 +256,7 @@ export class ResilientTransaction implements TransactionLike {
     // The mark and the COMMIT go out together, in this order, as two text commands on the
     // transaction's own connection (the driver pipelines them): no extra round trip. Guarded by
     // @@in_transaction where the server has it, the mark writes nothing in a transaction that is gone.
-    const token = newToken();
+    const token = tokensOf(conn).next();
     const guarded = this.handler.guardedMarks === true;
     const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(markSql(key, token, guarded)).then(
       (r: any) => r ?? {},
@@ -254,21 +268,7 @@ export class ResilientTransaction implements TransactionLike {
     );
     return Promise.all([marked, committed]).then(async ([mark, commit]) => {
       if ("error" in mark && serverAnswered(mark.error)) {
-        const errno = errorFacts(mark.error).errno;
-        // A deadlock answered to the mark (or a Galera brute-force abort) rolled the whole
-        // transaction back: the COMMIT behind it committed nothing, whatever it answered.
-        if (classify(mark.error) === "conflict" && (errno !== 1205 || this.handler.rollbackOnTimeout === true)) {
-          throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
-        }
-        // 1206 (lock table full) always rolls the whole transaction back: nothing committed (not retried).
-        if (errno === 1206) throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId });
-        // 1205 where it is not known whether it rolled back the statement or the transaction.
-        if (errno === 1205 && this.handler.rollbackOnTimeout !== false) {
-          throw tagged("commit", mark.error, "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
-        }
-        // Any other answer (1205 rolls back only the statement) failed the mark alone: the COMMIT's
-        // own answer decides, unverified.
-        if (errno !== undefined && TABLE_ERRORS.has(errno)) this.handler.markFailed?.(mark.error);
+        this.markRefused(mark.error);
         if (commit === true) return;
         return this.onCommitError(commit);
       }
@@ -287,6 +287,92 @@ export class ResilientTransaction implements TransactionLike {
       await this.handler.suspect(commit);
       throw tagged("commit", commit, "COMMIT", { threadId: this.threadId, verification: verdict, duringOutage: this.handler.serverDown });
     });
+  }
+
+  /**
+   * The mark key when this transaction's first statement can go in one flight with its mark and
+   * the COMMIT (countedMarkSql): on a guarded server (MariaDB), before anything was sent in the
+   * transaction, and on a connection without a prepare cache (there a statement's EXECUTE waits for
+   * its PREPARE's reply, src/adapter/prepare.ts, and would go after the COMMIT).
+   */
+  oneFlightKey(): string | undefined {
+    const conn = this.connection;
+    if (this.handler.guardedMarks !== true || this.wrote || this.ended !== undefined || typeof conn?.query !== "function" || conn.prepareCache) return undefined;
+    return this.handler.markKeyOf?.(conn);
+  }
+
+  /**
+   * A write outside a transaction of the app's, its BEGIN answered: the statement, its counted mark
+   * and the COMMIT in one flight, in that order (each call below queues its command on the
+   * connection before it returns). The mark is written only if the statement succeeded inside the
+   * open transaction, with its row count, so the COMMIT commits the mark exactly when it commits the
+   * statement. Every reply answered: as in commit(). The statement's reply lost (so every reply
+   * after it): the mark, read once the session is gone, tells whether it committed and its count.
+   */
+  executeAndCommit(params: SqlQueryLike, key: string): Promise<number> {
+    const conn = this.connection;
+    const write = this.note(params.sql);
+    const prefix = tokensOf(conn).next(8);
+    const ran: Promise<{ n: number } | { error: unknown }> = this.inner.executeRaw(params).then((n) => ({ n }), (error: unknown) => ({ error }));
+    const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(countedMarkSql(key, prefix)).then((r: any) => r ?? {}, (e: unknown) => ({ error: asAdapterError(e) }));
+    const committed: Promise<true | unknown> = this.inner.commit().then(() => true, (e: unknown) => e);
+    return Promise.all([ran, marked, committed]).then(async ([statement, mark, commit]) => {
+      if ("error" in statement) {
+        // Answered (or provably unsent): nothing of it committed, and its mark was not written.
+        if (!inDoubt(statement.error) || !this.handler.verifyCommit) return this.onStatementError(statement.error, params.sql, write);
+        this.writesInFlight--;
+        return this.verifyLost(statement.error, key, prefix);
+      }
+      this.writesInFlight--;
+      if ("error" in mark && serverAnswered(mark.error)) {
+        this.markRefused(mark.error);
+        if (commit === true) return statement.n;
+        return this.onCommitError(commit);
+      }
+      if ("affectedRows" in mark && mark.affectedRows === 0) {
+        // The statement succeeded but the mark found no open transaction: either it was ended after
+        // the statement (rolled back) or before it (the statement committed alone). No status flag
+        // of the statement's own reply is read in one flight, so neither is claimed.
+        throw tagged("commit", transactionEnded(), "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
+      }
+      if (commit === true) return statement.n;
+      if (!inDoubt(commit) || !this.handler.verifyCommit) return this.onCommitError(commit);
+      const verdict = await this.handler.verifyCommit(conn, key, prefix).catch(() => "unknown" as const);
+      log(`lost COMMIT reply verified: ${verdict}`);
+      if (verdict === "committed") return statement.n;
+      await this.handler.suspect(commit);
+      throw tagged("commit", commit, "COMMIT", { threadId: this.threadId, verification: verdict, duringOutage: this.handler.serverDown });
+    });
+  }
+
+  /** The one-flight statement's reply was lost: its counted mark says whether it committed, and its row count. */
+  private async verifyLost(error: unknown, key: string, prefix: string): Promise<number> {
+    const found: { token?: string } = {};
+    const verdict = await this.handler.verifyCommit!(this.connection, key, prefix, found).catch(() => "unknown" as const);
+    const count = verdict === "committed" && found.token !== undefined ? countOf(found.token, prefix) : undefined;
+    log(`lost reply of a one-flight write verified: ${verdict}${count === undefined ? "" : ` (${count} rows)`}`);
+    if (count !== undefined) return count;
+    await this.handler.suspect(error);
+    throw tagged("commit", error, "COMMIT", { threadId: this.threadId, verification: verdict === "committed" ? "unknown" : verdict, duringOutage: this.handler.serverDown });
+  }
+
+  /** The server refused the mark: throws when that rolled the transaction back (or may have); returns when it failed the mark alone. */
+  private markRefused(error: unknown): void {
+    const errno = errorFacts(error).errno;
+    // A deadlock answered to the mark (or a Galera brute-force abort) rolled the whole
+    // transaction back: the COMMIT behind it committed nothing, whatever it answered.
+    if (classify(error) === "conflict" && (errno !== 1205 || this.handler.rollbackOnTimeout === true)) {
+      throw tagged("commit", error, "COMMIT", { threadId: this.threadId });
+    }
+    // 1206 (lock table full) always rolls the whole transaction back: nothing committed (not retried).
+    if (errno === 1206) throw tagged("commit", error, "COMMIT", { threadId: this.threadId });
+    // 1205 where it is not known whether it rolled back the statement or the transaction.
+    if (errno === 1205 && this.handler.rollbackOnTimeout !== false) {
+      throw tagged("commit", error, "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
+    }
+    // Any other answer (1205 rolls back only the statement) failed the mark alone: the COMMIT's
+    // own answer decides, unverified.
+    if (errno !== undefined && TABLE_ERRORS.has(errno)) this.handler.markFailed?.(error);
   }
 
   private async onCommitError(e: unknown): Promise<never> {

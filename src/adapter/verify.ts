@@ -115,7 +115,11 @@ async function readMark(conn: SideConnection, v: Verification, elsewhere: boolea
   // FOR UPDATE: a proxy that splits reads sends it to the primary, and it waits for anyone still
   // holding the row (in autocommit the lock ends with the statement).
   const rows = await conn.query(`SELECT \`token\` FROM \`${COMMIT_TABLE}\` WHERE \`conn\` = ? FOR UPDATE`, [v.key]);
-  return rows?.[0]?.token === v.token ? "committed" : "not-committed";
+  const found = rows?.[0]?.token;
+  // A 24-character token is a counted mark's prefix (src/mysql/marks.ts countedMarkSql): the found token is kept for its count.
+  const matches = typeof found === "string" && (found === v.token || (v.token.length === 24 && found.startsWith(v.token)));
+  if (matches && v.found) v.found.token = found;
+  return matches ? "committed" : "not-committed";
 }
 
 /** What one verification has found out so far. */
@@ -132,6 +136,8 @@ interface Verification {
   member?: string;
   /** A session still there may be ended with KILL (killGhostSessions); else it must end by itself. */
   kill: boolean;
+  /** Where a committed mark's token is put (a counted mark's records its statement's row count). */
+  found?: { token?: string };
 }
 
 /** On a Galera cluster: what is known about its nodes, and whether a refusal means "stopped". */
@@ -157,8 +163,10 @@ export async function verifyCommit(
   token: string,
   deadlineAt: number,
   cluster?: ClusterView,
+  found?: { token?: string },
 ): Promise<CommitVerdict> {
   const v: Verification = {
+    found,
     session,
     key,
     token,

@@ -27,6 +27,15 @@ const SAFE = /^[A-Za-z0-9:.@_-]{1,100}$/;
  * port and start time — unique per physical connection, also across the nodes of a cluster.
  */
 export function markKey(session: SessionIdentity): string | undefined {
+  // Computed once per identity (one per connection): every commit on it asks.
+  if (keys.has(session)) return keys.get(session);
+  const key = keyOf(session);
+  keys.set(session, key);
+  return key;
+}
+const keys = new WeakMap<SessionIdentity, string | undefined>();
+
+function keyOf(session: SessionIdentity): string | undefined {
   const host = createHash("sha1").update(session.server.hostname).digest("hex").slice(0, 12);
   const key = `${session.threadId}@${host}:${session.server.port}:${session.server.started}`;
   return SAFE.test(key) ? key : undefined;
@@ -37,6 +46,20 @@ export function newToken(): string {
 }
 
 /**
+ * Tokens for one connection: 8 random bytes drawn once, then a counter (no SHA-1, no random draw
+ * per commit). `next(16)` gives a 32-character token; `next(8)` a 24-character prefix for
+ * `countedMarkSql`, which adds 8 more.
+ */
+export class TokenSource {
+  private readonly prefix = randomBytes(8).toString("hex");
+  private n = 0;
+  next(counterDigits: 8 | 16 = 16): string {
+    this.n = (this.n + 1) % 0xffffffff;
+    return this.prefix + this.n.toString(16).padStart(counterDigits, "0");
+  }
+}
+
+/**
  * The mark: this connection's row set to the token, inside the transaction. `guarded` (MariaDB's
  * `@@in_transaction`): it writes nothing when the transaction is gone. Only safe characters are inlined.
  */
@@ -44,4 +67,29 @@ export function markSql(key: string, token: string, guarded = false): string {
   if (!SAFE.test(key) || !/^[0-9a-f]{32}$/.test(token)) throw new Error("unsafe commit mark");
   const values = guarded ? `SELECT '${key}', '${token}', NOW(3) FROM DUAL WHERE @@in_transaction = 1` : `VALUES ('${key}', '${token}', NOW(3))`;
   return `INSERT INTO \`${COMMIT_TABLE}\` (\`conn\`, \`token\`, \`at\`) ${values} ON DUPLICATE KEY UPDATE \`token\` = VALUES(\`token\`), \`at\` = VALUES(\`at\`)`;
+}
+
+/** The largest statement row count a counted mark records; more reads as "count unknown". */
+export const COUNT_CAP = 0xffffffff;
+
+/**
+ * The mark sent in one flight right behind its statement (no reply awaited in between; MariaDB's
+ * guard only). It writes only when the transaction is open AND the statement before it succeeded
+ * (`ROW_COUNT()` is -1 after an error, measured on MariaDB 10.11 for duplicate keys, an unknown
+ * table, a value too long), and it records that statement's row count in the token's last 8 hex
+ * digits: after a lost reply, the mark alone tells both whether it committed and what it returned.
+ */
+export function countedMarkSql(key: string, prefix: string): string {
+  if (!SAFE.test(key) || !/^[0-9a-f]{24}$/.test(prefix)) throw new Error("unsafe commit mark");
+  return (
+    `INSERT INTO \`${COMMIT_TABLE}\` (\`conn\`, \`token\`, \`at\`) SELECT '${key}', CONCAT('${prefix}', LPAD(HEX(LEAST(ROW_COUNT(), ${COUNT_CAP})), 8, '0')), NOW(3) ` +
+    "FROM DUAL WHERE @@in_transaction = 1 AND ROW_COUNT() >= 0 ON DUPLICATE KEY UPDATE `token` = VALUES(`token`), `at` = VALUES(`at`)"
+  );
+}
+
+/** The statement row count a counted mark's token records (undefined: not that mark's, or capped). */
+export function countOf(token: string, prefix: string): number | undefined {
+  if (token.length !== 32 || !token.startsWith(prefix)) return undefined;
+  const n = Number.parseInt(token.slice(24), 16);
+  return Number.isInteger(n) && n < COUNT_CAP ? n : undefined;
 }

@@ -75,20 +75,42 @@ export function firstKeyword(sql: string): string {
   return first ? leadingWords(first, 1)[0] ?? "" : "";
 }
 
-/** The first `count` words of a scanned statement, upper-cased, past opening parentheses. */
+// A word, or one other non-blank character, after blanks (sticky: read from where the last one ended).
+const WORD = /\s*([A-Za-z_]+|[^\sA-Za-z_])/y;
+
+/** The first `count` words of a scanned statement, upper-cased, past opening parentheses: only those are read. */
 function leadingWords(statement: string, count: number): string[] {
-  const words = statement.replace(/^[\s(]+/, "").match(/[A-Za-z_]+|[^\sA-Za-z_]/g) ?? [];
-  return words.slice(0, count).map((w) => w.toUpperCase());
+  const words: string[] = [];
+  WORD.lastIndex = /^[\s(]*/.exec(statement)![0].length;
+  for (let m: RegExpExecArray | null; words.length < count && (m = WORD.exec(statement)) !== null; ) words.push(m[1].toUpperCase());
+  return words;
+}
+
+// The rules below are asked for every statement, and an app sends the same few texts again and
+// again (Prisma's are generated): each answer is kept per text, in a bounded cache per rule.
+const CACHE_TEXTS = 1000;
+const CACHE_TEXT_LENGTH = 4096;
+function cached(rule: (sql: string) => boolean): (sql: string) => boolean {
+  const answers = new Map<string, boolean>();
+  return (sql) => {
+    if (sql.length > CACHE_TEXT_LENGTH) return rule(sql);
+    let answer = answers.get(sql);
+    if (answer === undefined) {
+      if (answers.size >= CACHE_TEXTS) answers.clear();
+      answers.set(sql, (answer = rule(sql)));
+    }
+    return answer;
+  };
 }
 
 /**
  * More than one statement in one text (a later one can fail after an earlier one committed), or a
  * text that cannot be read with certainty.
  */
-export function isMultiStatement(sql: string): boolean {
+export const isMultiStatement = cached(function isMultiStatement(sql: string): boolean {
   const { statements, opaque } = scan(sql);
   return opaque || statements.length > 1;
-}
+});
 
 // Constructs that change something even inside a SELECT.
 const SIDE_EFFECT = /\bINTO\s+(?:OUTFILE|DUMPFILE)\b|\bNEXTVAL\s*\(|\bSETVAL\s*\(|\bNEXT\s+VALUE\s+FOR\b/i;
@@ -129,11 +151,11 @@ function statementIsReadOnly(statement: string): boolean {
  * a sequence's next value is not read-only. (A SELECT calling a stored function that writes cannot
  * be seen from here: see the README caveats.)
  */
-export function isReadOnlySql(sql: string): boolean {
+export const isReadOnlySql = cached(function isReadOnlySql(sql: string): boolean {
   const { statements, opaque } = scan(sql);
   if (opaque || statements.length !== 1) return false;
   return statementIsReadOnly(statements[0]);
-}
+});
 
 // Statements that never end the transaction they run in. Everything else may commit implicitly
 // (DDL, TRUNCATE, LOCK/UNLOCK TABLES, a raw COMMIT/BEGIN/ROLLBACK, SET autocommit, account
@@ -165,11 +187,11 @@ function statementStaysInTransaction(statement: string): boolean {
  * True when the statement may end the open transaction, committing what it had done (an "implicit
  * commit"). Only statements provably inside the transaction return false.
  */
-export function mayCommitImplicitly(sql: string): boolean {
+export const mayCommitImplicitly = cached(function mayCommitImplicitly(sql: string): boolean {
   const { statements, opaque } = scan(sql);
   if (opaque) return true;
   return !statements.every(statementStaysInTransaction);
-}
+});
 
 const DML_START = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
 
@@ -178,8 +200,8 @@ const DML_START = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
  * wrapper's (so that its COMMIT can be verified). Anything else (reads, DDL, several statements,
  * executable comments) runs as it is.
  */
-export function isAutocommitDml(sql: string): boolean {
+export const isAutocommitDml = cached(function isAutocommitDml(sql: string): boolean {
   if (!DML_START.test(sql)) return false;
   const { statements, opaque } = scan(sql);
   return !opaque && statements.length === 1;
-}
+});

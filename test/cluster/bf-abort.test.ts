@@ -87,3 +87,32 @@ describe("a brute-force abort before the COMMIT is re-run, never acknowledged", 
     });
   }
 });
+
+// A verified write outside a transaction goes in one flight: its statement, its mark, the COMMIT
+// (src/adapter/transaction.ts executeAndCommit). The abort lands after the statement ran and before
+// the mark: the mark is answered 1213, nothing committed, the write is re-run once.
+describe("a brute-force abort inside a one-flight write (verification on)", () => {
+  test("an autocommit UPDATE ($executeRaw), its mark and COMMIT held: re-run once, counter exact", async () => {
+    const [node1, node2] = cluster.nodes;
+    const db = cluster.database;
+    const inserted = await node1.admin<any>(`INSERT INTO \`${db}\`.User (email, balance) VALUES (?, 0)`, [`${uniqueKey("bf1")}@test`]);
+    const id = Number(inserted.insertId);
+    const { prisma, retries } = client(withParams(proxy.urlFor(node1.url), { connectionLimit: 1 }));
+    await prisma.user.count(); // the pool open, the commit table checked
+    const hold = proxy.holdFrom("INSERT INTO `_resilience_commits`");
+    const done = inFlight(prisma.$executeRaw`UPDATE User SET balance = balance + 1 WHERE id = ${id}`);
+    try {
+      await within(hold.seen, "holding the mark");
+      await abortByConflict(node1, node2, db, id);
+    } finally {
+      hold.release();
+    }
+    const result = await within(done, "the write", 15_000);
+    const [row] = await node1.admin<any[]>(`SELECT balance FROM \`${db}\`.User WHERE id = ?`, [id]);
+    log(`one flight: retries [${retries.map((r) => `${r.errorClass} ${errorFacts(r.error).errno}`).join(", ")}], balance ${row.balance}`);
+    assert.equal(result, 1, "acknowledged by the re-run");
+    assert.equal(Number(row.balance), 101, "the counter is exact: the other node's 100 and this write's 1, once");
+    assert.equal(retries.length, 1);
+    assert.equal(retries[0].errorClass, "conflict");
+  });
+});

@@ -1,0 +1,89 @@
+// A verified write outside a transaction sends its statement, its mark and the COMMIT in one flight
+// (src/adapter/transaction.ts executeAndCommit, src/mysql/marks.ts countedMarkSql). Every reply of
+// that flight can be lost at once; then the mark alone must tell what happened:
+// - a statement the server refused (duplicate key) wrote no mark: never acknowledged, never
+//   "unknown"; the re-run gets the server's own answer;
+// - a statement that succeeded: the mark holds its row count, the operation resolves with it, once;
+// - a connection with a prepare cache sends its EXECUTE only after the PREPARE's reply
+//   (src/adapter/prepare.ts): there the mark and COMMIT must not overtake it.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isOutcomeUnknown } from "../src/index.ts";
+import { errnoOf, withParams } from "./support/clients.ts";
+import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
+import type { TestDatabase } from "./support/mariadb.ts";
+import { faultSuite } from "./support/suite.ts";
+import { happened, withProxy } from "./support/faults.ts";
+
+let db: TestDatabase;
+const client = faultSuite((started) => (db = started), { checkDuplicates: true });
+
+async function usersWith(email: string): Promise<number> {
+  const [row] = await db.admin<any[]>("SELECT COUNT(*) AS n FROM User WHERE email = ?", [email]);
+  return Number(row.n);
+}
+
+describe("one flight: statement, mark and COMMIT, every reply lost", () => {
+  test("a statement the server refused (duplicate key): not acknowledged, not unknown, the server's answer; one row", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const email = `${uniqueKey("of-dup")}@test`;
+      await db.admin("INSERT INTO User (email) VALUES (?)", [email]);
+      await prisma.ledger.count(); // the pool open, the commit table checked
+      await sleep(200);
+      const lost = proxy.loseReplyTo("COMMIT");
+      const error = await rejectionOf(prisma.$executeRaw`INSERT INTO User (email) VALUES (${email})`, "the duplicate-key error");
+      await happened(lost, "a COMMIT");
+      assert.ok(!isOutcomeUnknown(error), `the server answered: not unknown (got ${error?.name}: ${error?.message})`);
+      assert.equal(errnoOf(error), 1062, `the server's own answer (got ${error?.message})`);
+      assert.equal(retries.length, 1, "re-run once after the lost flight (the mark said: not committed)");
+      assert.equal(await usersWith(email), 1);
+    });
+  });
+
+  test("an updateMany of 3 rows: resolves with count 3 from the mark, applied once", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const tag = uniqueKey("of-upd");
+      for (let i = 0; i < 3; i++) await db.admin("INSERT INTO User (email, name, balance) VALUES (?, ?, 0)", [`${tag}-${i}@test`, tag]);
+      await prisma.ledger.count();
+      await sleep(200);
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result: any = await prisma.user.updateMany({ where: { name: tag }, data: { balance: { increment: 1 } } });
+      await happened(lost, "a COMMIT");
+      assert.equal(result.count, 3);
+      assert.equal(retries.length, 0, "nothing re-run");
+      const rows = await db.admin<any[]>("SELECT balance FROM User WHERE name = ?", [tag]);
+      assert.deepEqual(rows.map((r) => Number(r.balance)), [1, 1, 1]);
+    });
+  });
+
+  test("an updateMany matching nothing: resolves with count 0 (the mark is written for 0 rows too)", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      await prisma.ledger.count();
+      await sleep(200);
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result: any = await prisma.user.updateMany({ where: { name: uniqueKey("of-none") }, data: { balance: 5 } });
+      await happened(lost, "a COMMIT");
+      assert.equal(result.count, 0);
+      assert.equal(retries.length, 0, "nothing re-run");
+    });
+  });
+
+  test("a connection with a prepare cache: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma } = client(withParams(url, { prepareCacheLength: 256 }));
+      const key = uniqueKey("of-cache");
+      await prisma.ledger.count();
+      await sleep(200);
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result: any = await prisma.ledger.createMany({ data: [{ key, amount: 1 }] });
+      await happened(lost, "a COMMIT");
+      assert.equal(result.count, 1);
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 1, "the acknowledged row is there, once");
+    });
+  });
+});
