@@ -1,12 +1,14 @@
-// A lost COMMIT reply verified across a server crash. A transaction id that never reached the disk
-// before a crash is handed out again after it (crash recovery restarts the counter from what the WAL
-// holds): pg_xact_status() then answers for ANOTHER transaction. Here the COMMIT never reaches the
-// server, the server crashes (kill -9) before its WAL writer has flushed the INSERT, comes back, and
-// other transactions take the same ids and commit: the write did not commit and must be re-run
+// A lost COMMIT reply verified across a crash. A transaction id that never reached the disk before a
+// crash is handed out again after it (crash recovery restarts the counter from what the WAL holds):
+// pg_xact_status() then answers for ANOTHER transaction. Here the COMMIT never reaches the server, the
+// server crashes before its WAL writer has flushed the INSERT — kill -9 of the whole server, or of one
+// backend (the postmaster then reinitialises without restarting: its start time stays) — comes back,
+// and other transactions take the same ids and commit: the write did not commit and must be re-run
 // once (one row), not acknowledged on the strength of somebody else's commit (no row).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
+import { setTimeout as sleep } from "node:timers/promises";
 import { startPostgres, type PostgresServer } from "./support/postgres.ts";
 import { startProxy } from "./support/proxy.ts";
 import { ledgerRows, pgClient, uniqueKey, within } from "./support/pg-clients.ts";
@@ -23,8 +25,20 @@ after(async () => {
 
 /** Commits `n` transactions that each take a new transaction id (the ids the crash gave back). */
 async function takeIds(n: number): Promise<string[]> {
-  const client = new pg.Client({ connectionString: server.url });
-  await client.connect();
+  let client: pg.Client;
+  // After a backend's crash the server takes a moment to recover: connect until it lets us in (bounded).
+  for (let tries = 0; ; tries++) {
+    client = new pg.Client({ connectionString: server.url });
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+      break;
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      if (tries > 100) throw e;
+      await sleep(50);
+    }
+  }
   const ids: string[] = [];
   try {
     for (let i = 0; i < n; i++) {
@@ -38,11 +52,25 @@ async function takeIds(n: number): Promise<string[]> {
   return ids;
 }
 
+const crashes = {
+  "the server crashes (kill -9)": async () => {
+    await server.kill9();
+    await server.start();
+  },
+  "one backend crashes (the postmaster reinitialises)": async () => {
+    const bystander = new pg.Client({ connectionString: server.url });
+    bystander.on("error", () => undefined);
+    await bystander.connect();
+    process.kill((bystander as any).processID, "SIGKILL");
+  },
+};
+
+for (const [how, crash] of Object.entries(crashes))
 for (const [name, operation] of [
   ["create", (prisma: any, key: string) => prisma.ledger.create({ data: { key, amount: 1 } })],
   ["interactive $transaction", (prisma: any, key: string) => prisma.$transaction(async (tx: any) => tx.ledger.create({ data: { key, amount: 1 } }))],
 ] as const) {
-  test(`${name}: COMMIT swallowed, the server crashes, its transaction id is handed out again and committed by others: re-run once, one row`, { timeout: 60_000 }, async () => {
+  test(`${name}: COMMIT swallowed, ${how}, its transaction id is handed out again and committed by others: re-run once, one row`, { timeout: 60_000 }, async () => {
     const proxy = await startProxy(server.host, server.port);
     const { prisma, retries } = pgClient(proxy.urlFor(server.url), { deadline: 20_000, adapter: { verifyTimeout: 5000 } });
     const reused: string[] = [];
@@ -50,8 +78,7 @@ for (const [name, operation] of [
       const key = uniqueKey("pg-crash");
       await prisma.ledger.count();
       const swallowed = proxy.swallow("COMMIT", async () => {
-        await server.kill9();
-        await server.start();
+        await crash();
         reused.push(...(await takeIds(20)));
       });
       const result: any = await within(operation(prisma, key), 30_000, name);

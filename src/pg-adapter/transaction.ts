@@ -4,6 +4,7 @@
 // is verified when its reply is lost (verify.ts); a ROLLBACK on a dead connection resolves.
 import { classify, provesNotSent, serverAnswered } from "../postgres/classify.ts";
 import { firstKeyword, isMultiStatement, isReadOnlySql, mayCommitImplicitly } from "../postgres/sql.ts";
+import { flightOf } from "../core/flight.ts";
 import { log } from "../core/log.ts";
 import { tagged } from "./record.ts";
 import type { PgCommitVerdict, XactIdentity } from "./verify.ts";
@@ -27,11 +28,22 @@ export interface PgTxHandler {
 
 const COMMIT_WORDS = new Set(["COMMIT", "END"]);
 
+/** A COMMIT the server turned into a ROLLBACK: the transaction had failed. Final, never re-run. */
+function abortedAtCommit(): Error {
+  const error = new Error(
+    "COMMIT rolled the transaction back: a statement of it had failed (its error was caught inside the transaction), so nothing of it was committed",
+  );
+  (error as Error & { code: string }).code = "RESILIENCE_TRANSACTION_FAILED";
+  return error;
+}
+
 export class PgResilientTransaction implements PgTransactionLike {
   /** The connection died under this transaction: the server rolls it back. */
   private lost = false;
   private committedEarlier = false;
   private wrote = false;
+  /** A COMMIT or ROLLBACK statement has run: anything sent after it was the app's, outside this transaction. */
+  private ended = false;
   /** The transaction's id once it has one (xid8 as text), and the server's start when it was read. */
   private xactId?: string;
   private serverStart?: string;
@@ -118,10 +130,13 @@ export class PgResilientTransaction implements PgTransactionLike {
   }
 
   private statement<T>(params: SqlQueryLike, send: (params: SqlQueryLike) => Promise<T>): Promise<T> {
-    if (!this.committedEarlier && mayCommitImplicitly(params.sql)) this.committedEarlier = true;
+    // After a raw COMMIT/ROLLBACK of the app's (Prisma's own comes last), statements run on their own.
+    if (!this.committedEarlier && (this.ended || mayCommitImplicitly(params.sql))) this.committedEarlier = true;
     if (!isReadOnlySql(params.sql)) this.wrote = true;
     // Until the id is known every statement reads it (a read can write too: a function, nextval …).
-    this.withIdNext = this.client !== undefined && (this.beginPending || (this.handler.verifying && this.xactId === undefined));
+    // Not a multi-statement text: the read goes in the extended protocol, where that is refused.
+    this.withIdNext =
+      this.client !== undefined && (this.beginPending || (this.handler.verifying && this.xactId === undefined && !isMultiStatement(params.sql)));
     let sent: Promise<T>;
     try {
       sent = send(params);
@@ -141,19 +156,27 @@ export class PgResilientTransaction implements PgTransactionLike {
   /** The transaction's COMMIT, sent as a statement. */
   private async commitStatement(params: SqlQueryLike): Promise<number> {
     const who: XactIdentity | undefined = this.handler.verifying && this.xactId !== undefined ? { xactId: this.xactId, pid: this.pid, serverStart: this.serverStart } : undefined;
+    // A transaction in which a statement failed (its error caught inside the callback) is rolled back
+    // by its COMMIT, which the server answers with the tag ROLLBACK and no error: never acknowledged.
+    const failed = this.client?.getTransactionStatus?.() === "E";
     const watch = who ? this.watchCommit(who) : undefined;
     let error: unknown;
     try {
-      return await this.inner.executeRaw(params);
+      const result = await this.inner.executeRaw(params);
+      if (failed) throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
+      return result;
     } catch (e) {
+      if (failed && flightOf(e)) throw e;
       error = e;
     } finally {
+      this.ended = true;
       watch?.stop();
     }
     if (classify(error) === "connection-lost") this.lost = true;
     const context = { committedEarlier: this.committedEarlier, pid: this.pid };
-    // Verification on and no id: nothing of the transaction wrote; its lost COMMIT is like a lost read.
-    const readOnly = !this.committedEarlier && (this.handler.verifying && this.client ? this.xactId === undefined : !this.wrote);
+    // Nothing of the transaction wrote (by its text, and by the server: no id) : its lost COMMIT is like
+    // a lost read. A transaction that wrote without an id (NOTIFY gets one only at COMMIT) is not.
+    const readOnly = !this.committedEarlier && !this.wrote && (!this.handler.verifying || !this.client || this.xactId === undefined);
     // An error the server answered (40001 at COMMIT …) is "not applied"; one that proves it unsent too.
     if (!who || this.committedEarlier || serverAnswered(error) || provesNotSent(error)) {
       if (classify(error) !== "fatal") await this.handler.suspect(error);
@@ -180,7 +203,9 @@ export class PgResilientTransaction implements PgTransactionLike {
       if (stopped) return;
       const state = await this.handler.backendState(who).catch(() => "unreachable" as const);
       if (stopped) return;
-      if (state === "active" || state === "unreachable") return void (timer = setTimeout(look, every));
+      // Busy with it (or not told: track_activities off): keep waiting. Idle, idle in a transaction
+      // (the COMMIT never arrived) or gone: the connection is dead.
+      if (state === "active" || state === "disabled" || state === "fastpath function call" || state === "unreachable") return void (timer = setTimeout(look, every));
       log(`no reply to COMMIT after ${every} ms and its backend is ${state ?? "gone"}: the connection is dead`);
       this.lost = true;
       this.client?.connection?.stream?.destroy(new Error("no reply to COMMIT: the connection was dropped silently"));
@@ -195,6 +220,7 @@ export class PgResilientTransaction implements PgTransactionLike {
   }
 
   private rollbackStatement(params: SqlQueryLike): Promise<number> {
+    this.ended = true;
     if (this.lost) return Promise.resolve(0);
     return this.inner.executeRaw(params).catch((e) => {
       // The server rolls back an open transaction when its connection dies: nothing is left to do.

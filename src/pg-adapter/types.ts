@@ -45,6 +45,8 @@ export interface PgClientLike {
   release?(err?: unknown): void;
   connection?: { stream?: { destroy(err?: Error): void } };
   _txStatus?: string | null;
+  /** The status of the last ReadyForQuery: "I" idle, "T" in a transaction, "E" in a failed one (pg 8.12+). */
+  getTransactionStatus?(): string | null;
 }
 
 /** What verifying one lost COMMIT reply found (src/adapter/options.ts' CommitVerification). */

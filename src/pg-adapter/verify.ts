@@ -6,14 +6,18 @@
 // pooler the pid never matches, so nothing is ended and the backend is waited for); NULL: unknown.
 //
 // Across a crash an id means less: ids handed out but never written to the WAL are handed out again
-// after crash recovery, so pg_xact_status() may answer for another transaction. When the server has
-// started since the id was read, "aborted", "in progress" (someone else's, then) and "in the future"
-// all mean ours did not commit; "committed" is believed only for an id below the first id of the new
-// run (the next id of the checkpoint that ended recovery: ids below it were on disk before the crash,
-// so they are ours), otherwise it is not ours either. When that checkpoint cannot be told, unknown.
+// after crash recovery (a crash of the server, or of one backend: the postmaster then reinitialises),
+// so pg_xact_status() may answer for another transaction. When the server's run has changed since the
+// id was read (wire.ts RUN_SQL), "aborted" and "in the future" mean ours did not commit; "in progress"
+// is waited for (never ended: it may be someone else's); "committed" is believed only for an id below
+// the first id of the new run (the next id of the checkpoint that ended recovery: ids below it were
+// on disk before the crash, so they are ours), and an id at or above it was not on disk, so it did not
+// commit. When that checkpoint cannot be told, unknown. Only a primary answers (never a standby, whose
+// ids lag).
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, log } from "../core/log.ts";
 import type { PgSide, SideClient } from "./side.ts";
+import { RUN_SQL } from "./wire.ts";
 
 export type PgCommitVerdict = "committed" | "not-committed" | "unknown";
 
@@ -32,9 +36,10 @@ const firstIdOfRun = new Map<string, bigint | undefined>();
 // A later one (timed checkpoints come checkpoint_timeout, at least 30 s, apart) counts ids of the new run.
 const RECOVERY_CHECKPOINT_WINDOW_S = 30;
 
-/** Reads the first id of the server's current run from its control file, once per start. */
-async function firstId(client: SideClient, started: string): Promise<bigint | undefined> {
-  if (firstIdOfRun.has(started)) return firstIdOfRun.get(started);
+/** Reads the first id of the server's current run from its control file, once per run. */
+async function firstId(client: SideClient, run: string): Promise<bigint | undefined> {
+  const started = Math.max(...run.split("/").map((t) => (t === "" ? 0 : Number(t))));
+  if (firstIdOfRun.has(run)) return firstIdOfRun.get(run);
   let first: bigint | undefined;
   try {
     const row = (
@@ -44,21 +49,22 @@ async function firstId(client: SideClient, started: string): Promise<bigint | un
     ).rows[0];
     const [epoch, xid] = String(row?.next_xid ?? "").split(":");
     const at = Number(row?.at);
-    if (row?.quiet === true && /^\d+$/.test(epoch ?? "") && /^\d+$/.test(xid ?? "") && Math.abs(at - Number(started)) <= RECOVERY_CHECKPOINT_WINDOW_S) {
+    // checkpoint_time has whole seconds: it may read up to 1 s before the run's start.
+    if (row?.quiet === true && /^\d+$/.test(epoch ?? "") && /^\d+$/.test(xid ?? "") && at >= started - 1 && at <= started + RECOVERY_CHECKPOINT_WINDOW_S) {
       first = (BigInt(epoch!) << 32n) | BigInt(xid!);
     }
   } catch (e) {
     log(`the server's checkpoint could not be read (${describeError(e)}): a lost COMMIT from before its restart stays unknown`);
   }
   if (firstIdOfRun.size > 100) firstIdOfRun.clear();
-  firstIdOfRun.set(started, first);
+  firstIdOfRun.set(run, first);
   return first;
 }
 
-/** pg_xact_status(), with "future" for an id not handed out yet (the server answers 22023 for it). */
+/** txid_status() (pg_xact_status's PostgreSQL 10+ name), with "future" for an id not handed out yet (22023). */
 async function xactStatus(client: SideClient, xactId: string): Promise<string | null> {
   try {
-    return (await client.query("SELECT pg_xact_status($1::xid8) AS s", [xactId])).rows[0]?.s ?? null;
+    return (await client.query("SELECT txid_status($1::bigint) AS s", [xactId])).rows[0]?.s ?? null;
   } catch (e: any) {
     if (e?.code === "22023" && /in the future/i.test(String(e?.message))) return "future";
     throw e;
@@ -66,10 +72,11 @@ async function xactStatus(client: SideClient, xactId: string): Promise<string | 
 }
 
 /** The verdict on a transaction whose id was read before the server's current run began. */
-async function acrossRestart(client: SideClient, who: XactIdentity, status: string | null, started: string): Promise<PgCommitVerdict> {
-  if (status === "aborted" || status === "in progress" || status === "future") return "not-committed";
+async function acrossRestart(client: SideClient, who: XactIdentity, status: string | null, run: string): Promise<PgCommitVerdict | undefined> {
+  if (status === "aborted" || status === "future") return "not-committed";
+  if (status === "in progress") return undefined;
   if (status !== "committed") return "unknown";
-  const first = await firstId(client, started);
+  const first = await firstId(client, run);
   if (first === undefined) return "unknown";
   return BigInt(who.xactId) < first ? "committed" : "not-committed";
 }
@@ -86,7 +93,8 @@ export function shortXid(xactId: string): string {
 export async function terminateIfOurs(client: SideClient, who: XactIdentity): Promise<boolean> {
   if (who.pid === undefined || who.pid === null) return false;
   const rows = await client.query(
-    "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = $2 AND usename = current_user AND datname = current_database()",
+    // Only a backend waiting for its client (a ghost): never one still executing, e.g. its COMMIT.
+    "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = $2 AND state = 'idle in transaction' AND usename = current_user AND datname = current_database()",
     [who.pid, shortXid(who.xactId)],
   );
   return rows.rows.some((r: any) => r.ended === true);
@@ -95,7 +103,8 @@ export async function terminateIfOurs(client: SideClient, who: XactIdentity): Pr
 /** The backend of `who` as the server sees it now (undefined: not there, or not running that transaction). */
 export async function backendState(client: SideClient, who: XactIdentity): Promise<string | undefined> {
   if (who.pid === undefined) return undefined;
-  const rows = await client.query("SELECT state FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = $2", [who.pid, shortXid(who.xactId)]);
+  // By pid alone: once its transaction has ended (committed, its reply lost) the backend shows "idle".
+  const rows = await client.query("SELECT state FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", [who.pid]);
   return rows.rows[0]?.state ?? undefined;
 }
 
@@ -109,10 +118,12 @@ export async function verifyXact(side: PgSide, who: XactIdentity, deadlineAt: nu
   while (performance.now() < deadlineAt && !side.isClosed) {
     const left = Math.max(50, Math.min(1000, deadlineAt - performance.now()));
     const { value, result } = await side.with(left, async (client) => {
-      // Both on this one connection: a restart in between would end it.
-      const started = String((await client.query("SELECT extract(epoch FROM pg_postmaster_start_time())::text AS started")).rows[0]?.started);
+      // Both on this one connection: a restart in between would end it. A standby's ids lag the primary's.
+      const here = (await client.query(`SELECT ${RUN_SQL} AS run, pg_is_in_recovery() AS standby`)).rows[0];
+      if (here?.standby !== false) return undefined;
+      const run = String(here.run);
       const status = await xactStatus(client, who.xactId);
-      if (who.serverStart !== undefined && started !== who.serverStart) return acrossRestart(client, who, status, started);
+      if (who.serverStart !== undefined && run !== who.serverStart) return acrossRestart(client, who, status, run);
       // Without the run the id came from, a "committed" may be another transaction's.
       if (status === "committed") return who.serverStart === undefined ? ("unknown" as const) : ("committed" as const);
       if (status === "aborted") return "not-committed" as const;

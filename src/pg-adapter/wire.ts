@@ -7,9 +7,13 @@
 import { createRequire } from "node:module";
 import pg from "pg";
 
-// With the id, the server's start (epoch seconds, time-zone free): an id read before a crash can be
-// handed out again after it (verify.ts), so the verifier must know which run of the server gave it.
-export const XACT_ID_SQL = "SELECT pg_current_xact_id_if_assigned()::text, extract(epoch FROM pg_postmaster_start_time())::text";
+// With the id, the server's run: an id read before a crash can be handed out again after it
+// (verify.ts), so the verifier must know which run gave it. A run starts when the postmaster starts,
+// and again when it reinitialises after one backend crashed (the postmaster lives on; the shared
+// statistics, bgwriter's `stats_reset` among them, start afresh). txid_* (PostgreSQL 10+, the id with
+// its epoch, as xid8) rather than pg_current_xact_id_if_assigned(), which needs 13.
+export const RUN_SQL = "extract(epoch FROM pg_postmaster_start_time())::text || '/' || coalesce(extract(epoch FROM (SELECT stats_reset FROM pg_stat_bgwriter))::text, '')";
+export const XACT_ID_SQL = `SELECT txid_current_if_assigned()::text, ${RUN_SQL}`;
 
 const Query: any = (pg as any).Query;
 // pg's own value mapper, the one Query.prepare uses (pg/lib/utils.js, exported as "pg/lib/*").
@@ -19,7 +23,7 @@ const prepareValue: (v: unknown) => unknown = createRequire(import.meta.url)("pg
 export interface WithId {
   result: unknown;
   xactId: string | null;
-  /** The server's start when the id was read (pg_postmaster_start_time() in epoch seconds). */
+  /** The server's run when the id was read (RUN_SQL: start and reinit times, epoch seconds). */
   serverStart: string | null;
 }
 
