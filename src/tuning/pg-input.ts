@@ -40,7 +40,7 @@ export function dialectOf(input: unknown): Dialect {
       `expected a mysql://, mariadb://, postgres:// or postgresql:// connection string${scheme ? `, got ${scheme}// (${redact(input)})` : ""}`,
     );
   }
-  if (!isObject(input)) throw new TypeError("expected a connection string, a pg (PrismaPg) config object or a mariadb pool config object");
+  if (!isObject(input)) throw new TypeError("expected a connection string or a mariadb pool config object (or a pg config object for PrismaPg)");
   const pg = PG_KEYS.find((k) => input[k] !== undefined);
   const my = MYSQL_KEYS.find((k) => input[k] !== undefined);
   if (pg && my) {
