@@ -21,6 +21,17 @@ export {
   type Verdict,
   type PoolInput,
 } from "./tuning/pool.ts";
-export { readServerTimeouts, tunePool, type ReadServerOptions } from "./tuning/server.ts";
+export { readServerTimeouts, tunePool, type ReadServerOptions, type PgPoolInput } from "./tuning/server.ts";
+export {
+  reviewPgPool,
+  readPgPoolSettings,
+  PG_POOL_DEFAULTS,
+  type PgPoolReview,
+  type PgPoolSettings,
+  type PgSettingReview,
+  type PgServerSettings,
+  type PgTuneOptions,
+} from "./tuning/pg-pool.ts";
+export { readPgServerSettings, tunePgPool, type PgReadOptions } from "./tuning/pg-server.ts";
 export { runDoctor, type DoctorOptions, type DoctorResult } from "./tuning/doctor.ts";
 export { redact } from "./core/redact.ts";

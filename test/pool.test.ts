@@ -279,7 +279,7 @@ describe("against a live server", () => {
   });
 
   test("doctor: bad input and missing URL exit 2 with a message", () => {
-    assert.equal(doctor("--url", "postgres://x@h/db").code, 2);
+    assert.equal(doctor("--url", "redis://x@h/db").code, 2);
     const none = doctor();
     assert.equal(none.code, 2);
     assert.match(none.stderr, /DATABASE_URL/);

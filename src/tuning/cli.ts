@@ -10,7 +10,9 @@ const USAGE = `usage: prisma-extension-resilience doctor [--url URL] [--json] [-
 Connects to DATABASE_URL (or --url) with every option of the URL (ssl=true included: never
 plaintext instead), reads the server's timeouts, reviews the pool settings the URL produces, names
 the installed mariadb driver and its known bugs, and prints the recommended connection string
-(password shown as ****).
+(password shown as ****). A postgres:// or postgresql:// URL gets the PostgreSQL report: the
+server's idle limits, the pg-pool settings and the recommended PrismaPg config (--max-query-ms and
+--no-optimistic are MySQL/MariaDB only).
 Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.`;
 
 function numberOption(name: string, value: string | undefined): number | undefined {

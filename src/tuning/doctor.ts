@@ -1,13 +1,16 @@
 // The doctor: connects to a live server (with every option of the URL, TLS included), reads its
 // timeouts, reviews the pool settings a connection string would produce and prints a verdict for
 // each, with the recommended connection string (password redacted), the installed mariadb driver
-// and its known bugs. Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.
+// and its known bugs; on PostgreSQL the pg-pool settings and the PrismaPg config (src/tuning/pg-doctor.ts). Exit codes: 0 safe, 1 unsafe, 2 cannot connect or bad input.
 import { ConnectFailedError } from "../core/errors.ts";
 import { driverInfo, type DriverInfo } from "./driver.ts";
 import { describeGaleraState } from "../mysql/galera.ts";
 import { checkOptionKeys, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { tunePool } from "./server.ts";
 import { redact, redactUrlsIn, scrub, secretsIn } from "../mysql/url.ts";
+import { dialectOf, pgSecretsOf } from "./pg-input.ts";
+import { pgJson, pgText } from "./pg-doctor.ts";
+import { tunePgPool } from "./pg-server.ts";
 
 export interface DoctorOptions extends TuneOptions {
   url: string;
@@ -58,6 +61,12 @@ async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
   let review: PoolReview & { server: ServerTimeouts };
   try {
     checkOptionKeys("runDoctor()", options, KNOWN);
+    if (typeof url === "string" && dialectOf(url) === "postgres") {
+      // PostgreSQL: src/tuning/pg-doctor.ts prints it.
+      const pg = await tunePgPool(url, { ...tune, connectTimeout });
+      const exitCode = pg.verdict === "unsafe" ? 1 : 0;
+      return { exitCode, output: json ? pgJson(pg, url, exitCode) : pgText(pg, url) };
+    }
     review = await tunePool(url, { ...tune, connectTimeout });
   } catch (error) {
     if (error instanceof ConnectFailedError) return failed(error.reason, error.message);
@@ -88,5 +97,6 @@ async function diagnose(options: DoctorOptions): Promise<DoctorResult> {
 export async function runDoctor(options: DoctorOptions): Promise<DoctorResult> {
   const result = await diagnose(options);
   // Everything printed is built from redacted parts; this is the last guard (driver texts included).
-  return { ...result, output: scrub(result.output, typeof options?.url === "string" ? secretsIn(options.url) : []) };
+  const secrets = typeof options?.url === "string" ? [...secretsIn(options.url), ...pgSecretsOf(options.url)] : [];
+  return { ...result, output: scrub(result.output, secrets) };
 }

@@ -5,6 +5,12 @@ import { readGaleraState } from "../mysql/galera.ts";
 import { ConnectFailedError, type ConnectFailure } from "../core/errors.ts";
 import { checkOptionKeys, checkTuneOptions, readPoolSettings, reviewPool, type PoolInput, type PoolReview, type ServerTimeouts, type TuneOptions } from "./pool.ts";
 import { formatDatabaseUrl, parseDatabaseUrl, redact, redactUrlsIn, scrub, secretsIn } from "../mysql/url.ts";
+import { dialectOf } from "./pg-input.ts";
+import type { PgPoolReview, PgServerSettings, PgTuneOptions } from "./pg-pool.ts";
+import { readPgServerSettings, tunePgPool } from "./pg-server.ts";
+
+/** A PostgreSQL input TypeScript can tell by its type (a URL typed `string` reads as MySQL's; see docs/tuning.md). */
+export type PgPoolInput = `postgres://${string}` | `postgresql://${string}` | { connectionString: string; [key: string]: unknown };
 
 export interface ReadServerOptions {
   /** ms to wait for the connection. Default 2000. */
@@ -84,7 +90,11 @@ function describeInput(input: PoolInput): string {
  * `@@interactive_timeout`, `@@max_connections` and `VERSION()`. Rejects with ConnectFailedError,
  * whose `reason` says why (`auth` for a wrong password), within `connectTimeout`.
  */
-export async function readServerTimeouts(input: PoolInput, options: ReadServerOptions = {}): Promise<ServerTimeouts> {
+export function readServerTimeouts(input: PgPoolInput, options?: ReadServerOptions): Promise<PgServerSettings>;
+export function readServerTimeouts(input: PoolInput, options?: ReadServerOptions): Promise<ServerTimeouts>;
+export async function readServerTimeouts(input: PoolInput, options: ReadServerOptions = {}): Promise<ServerTimeouts | PgServerSettings> {
+  // postgres:// URLs and pg configs go to src/tuning/pg-server.ts (the rule: src/tuning/pg-input.ts).
+  if (dialectOf(input) === "postgres") return readPgServerSettings(input, options);
   checkOptionKeys("readServerTimeouts()", options, ["connectTimeout"]);
   const connectTimeout = options.connectTimeout ?? 2000;
   if (typeof connectTimeout !== "number" || !Number.isInteger(connectTimeout) || connectTimeout <= 0) {
@@ -146,16 +156,22 @@ export async function readServerTimeouts(input: PoolInput, options: ReadServerOp
  * given connection string or pool config with recommended settings: `review.url` (or
  * `review.config`) is ready to pass to `new PrismaMariaDb(...)`.
  */
+export function tunePool(
+  input: PgPoolInput,
+  options?: PgTuneOptions & ReadServerOptions & { server?: PgServerSettings },
+): Promise<PgPoolReview & { server: PgServerSettings }>;
+export function tunePool(input: PoolInput, options?: TuneOptions & ReadServerOptions & { server?: ServerTimeouts }): Promise<PoolReview & { server: ServerTimeouts }>;
 export async function tunePool(
   input: PoolInput,
-  options: TuneOptions & ReadServerOptions & { server?: ServerTimeouts } = {},
-): Promise<PoolReview & { server: ServerTimeouts }> {
+  options: TuneOptions & ReadServerOptions & { server?: ServerTimeouts | PgServerSettings } = {},
+): Promise<(PoolReview & { server: ServerTimeouts }) | (PgPoolReview & { server: PgServerSettings })> {
+  if (dialectOf(input) === "postgres") return tunePgPool(input, options as PgTuneOptions & ReadServerOptions & { server?: PgServerSettings });
   checkOptionKeys("tunePool()", options, ["margin", "networkIdleTimeout", "maxQueryMs", "acquireTimeout", "optimistic", "connectTimeout", "server"]);
   const { server: given, connectTimeout, ...tune } = options;
   // Bad input is a TypeError before any connection is made.
   checkTuneOptions(tune);
   readPoolSettings(input);
-  const server = given ?? (await readServerTimeouts(input, { connectTimeout }));
+  const server = (given as ServerTimeouts | undefined) ?? (await readServerTimeouts(input, { connectTimeout }));
   const review = reviewPool(input, server, tune);
   return Object.assign(review, { server });
 }
