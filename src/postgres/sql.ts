@@ -101,24 +101,45 @@ function scan(sql: string): ScannedSql {
 
 /** The first `count` words of a scanned statement, upper-cased, past opening parentheses. */
 function leadingWords(statement: string, count: number): string[] {
-  const words = statement.replace(/^[\s(]+/, "").match(/[A-Za-z_]+|[^\sA-Za-z_]/g) ?? [];
-  return words.slice(0, count).map((w) => w.toUpperCase());
+  const words: string[] = [];
+  const word = /[A-Za-z_]+|[^\sA-Za-z_]/g;
+  word.lastIndex = statement.match(/^[\s(]*/)![0].length;
+  for (let m: RegExpExecArray | null; words.length < count && (m = word.exec(statement)); ) words.push(m[0].toUpperCase());
+  return words;
+}
+
+// Every call of the wrapper asks these about its text, and an app's texts repeat (Prisma's are one
+// per query shape): each answer is kept per text, a bounded number of texts, short ones only.
+const MEMO_TEXTS = 512;
+const MEMO_MAX_LENGTH = 8192;
+function memo<T>(answer: (sql: string) => T): (sql: string) => T {
+  const known = new Map<string, T>();
+  return (sql) => {
+    const hit = known.get(sql);
+    if (hit !== undefined) return hit;
+    const value = answer(sql);
+    if (sql.length <= MEMO_MAX_LENGTH) {
+      if (known.size >= MEMO_TEXTS) known.clear();
+      known.set(sql, value);
+    }
+    return value;
+  };
 }
 
 /** The statement's first keyword, upper-cased ("SELECT", "INSERT", "COMMIT" ...). */
-export function firstKeyword(sql: string): string {
+export const firstKeyword: (sql: string) => string = memo((sql) => {
   const [first] = scan(sql).statements;
   return first ? leadingWords(first, 1)[0] ?? "" : "";
-}
+});
 
 /**
  * More than one statement in one text (a later one can fail after an earlier one committed), or a
  * text that cannot be read with certainty.
  */
-export function isMultiStatement(sql: string): boolean {
+export const isMultiStatement: (sql: string) => boolean = memo((sql) => {
   const { statements, opaque } = scan(sql);
   return opaque || statements.length > 1;
-}
+});
 
 // Quoted identifiers out of the way before looking for words: a column named "update" is no write.
 const unquoted = (statement: string) => statement.replace(/"(?:[^"]|"")*"/g, " x ");
@@ -158,11 +179,11 @@ function statementIsReadOnly(statement: string): boolean {
  * without ANALYZE. A SELECT that takes a sequence's next value is not read-only. (A SELECT calling a
  * function that writes cannot be seen from here: see the README caveats.)
  */
-export function isReadOnlySql(sql: string): boolean {
+export const isReadOnlySql: (sql: string) => boolean = memo((sql) => {
   const { statements, opaque } = scan(sql);
   if (opaque || statements.length !== 1) return false;
   return statementIsReadOnly(statements[0]);
-}
+});
 
 // Statements that never end the transaction they run in. PostgreSQL's DDL is transactional, and
 // the statements that are not (CREATE DATABASE, VACUUM, CREATE INDEX CONCURRENTLY …) refuse to run
@@ -197,11 +218,11 @@ function statementStaysInTransaction(statement: string): boolean {
  * TRANSACTION, COMMIT/ROLLBACK PREPARED, ROLLBACK, ABORT), committing what it had done or leaving
  * what follows to commit on its own. Only statements provably inside the transaction return false.
  */
-export function mayCommitImplicitly(sql: string): boolean {
+export const mayCommitImplicitly: (sql: string) => boolean = memo((sql) => {
   const { statements, opaque } = scan(sql);
   if (opaque) return true;
   return !statements.every(statementStaysInTransaction);
-}
+});
 
 const DML_START = /^\s*\(?\s*(?:INSERT|UPDATE|DELETE|MERGE|WITH)\b/i;
 
@@ -210,10 +231,10 @@ const DML_START = /^\s*\(?\s*(?:INSERT|UPDATE|DELETE|MERGE|WITH)\b/i;
  * write that can run inside a transaction of the wrapper's, so that its COMMIT can be verified.
  * Anything else (reads, DDL, several statements) runs as it is.
  */
-export function isAutocommitDml(sql: string): boolean {
+export const isAutocommitDml: (sql: string) => boolean = memo((sql) => {
   if (!DML_START.test(sql)) return false;
   const { statements, opaque } = scan(sql);
   if (opaque || statements.length !== 1) return false;
   const [keyword] = leadingWords(statements[0], 1);
   return keyword !== "WITH" || WRITE_WORD.test(unquoted(statements[0]));
-}
+});
