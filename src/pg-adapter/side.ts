@@ -1,7 +1,8 @@
 // Side connections: a fresh pg.Client beside the pool, for the health probe (connect + SELECT 1
 // within probeTimeout) and for verifying a lost COMMIT. Never pooled, always ended, each bounded:
 // a connection that does not answer in time is destroyed.
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "./driver.ts";
 import type { ProbeResult, Prober } from "../core/health.ts";
 import { sideSettings } from "./config.ts";
 import { connectRefusal } from "./refusal.ts";
@@ -25,7 +26,7 @@ export class PgSide implements Prober {
   async connect(timeoutMs: number): Promise<{ client?: pg.Client; result: ProbeResult }> {
     const config = this.config();
     if (this.closed || !config) return { result: { ok: false, reason: "closed" } };
-    const client = new pg.Client(sideSettings(config, timeoutMs) as pg.ClientConfig);
+    const client = new (pgDriver().Client)(sideSettings(config, timeoutMs) as pg.ClientConfig);
     client.on("error", () => undefined);
     this.open.add(client);
     const timer = setTimeout(() => destroy(client), timeoutMs);

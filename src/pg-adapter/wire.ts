@@ -4,8 +4,7 @@
 // Sync group an error skips everything up to the Sync (the server does that), so the id read never
 // runs after a failed statement. With `begin`, the group opens with an extended-protocol BEGIN: the
 // statement can then never run outside the transaction (a failed BEGIN skips it too).
-import { createRequire } from "node:module";
-import pg from "pg";
+import { pgDriver } from "./driver.ts";
 
 // With the id, the server's run: an id read before a crash can be handed out again after it
 // (verify.ts), so the verifier must know which run gave it. A run starts when the postmaster starts,
@@ -15,9 +14,6 @@ import pg from "pg";
 export const RUN_SQL = "extract(epoch FROM pg_postmaster_start_time())::text || '/' || coalesce(extract(epoch FROM (SELECT stats_reset FROM pg_stat_bgwriter))::text, '')";
 export const XACT_ID_SQL = `SELECT txid_current_if_assigned()::text, ${RUN_SQL}`;
 
-const Query: any = (pg as any).Query;
-// pg's own value mapper, the one Query.prepare uses (pg/lib/utils.js, exported as "pg/lib/*").
-const prepareValue: (v: unknown) => unknown = createRequire(import.meta.url)("pg/lib/utils.js").prepareValue;
 
 /** What one pipelined flight answered: the statement's result for adapter-pg, and the id (null: none yet). */
 export interface WithId {
@@ -40,6 +36,7 @@ export interface QueryConfig {
 /** `begin`: open the transaction in the same group (true: "BEGIN"; a string: that BEGIN text). */
 export function queryWithId(client: { query(q: unknown): unknown }, config: QueryConfig, begin: boolean | string): Promise<WithId> {
   return new Promise((resolve, reject) => {
+    const { Query, prepareValue } = pgDriver();
     const query = new Query({ ...config, callback: undefined });
     query.callback = (err: unknown, results: any) => {
       if (err) return reject(err);
@@ -51,7 +48,7 @@ export function queryWithId(client: { query(q: unknown): unknown }, config: Quer
     };
     query.requiresPreparation = () => true;
     query.prepare = (connection: any) => {
-      if (begin) unnamed(connection, begin === true ? "BEGIN" : begin, [], false);
+      if (begin) unnamed(connection, begin === true ? "BEGIN" : begin, [], false, prepareValue);
       // The statement, as Query.prepare sends it (a named statement is parsed once per connection).
       if (!query.hasBeenParsed(connection)) {
         connection.parse({ text: query.text, name: query.name, types: query.types });
@@ -67,14 +64,14 @@ export function queryWithId(client: { query(q: unknown): unknown }, config: Quer
       }
       connection.describe({ type: "P", name: "" });
       connection.execute({ portal: "" });
-      unnamed(connection, XACT_ID_SQL, [], true);
+      unnamed(connection, XACT_ID_SQL, [], true, prepareValue);
       connection.sync();
     };
     client.query(query);
   });
 }
 
-function unnamed(connection: any, text: string, values: unknown[], describe: boolean) {
+function unnamed(connection: any, text: string, values: unknown[], describe: boolean, prepareValue: (v: unknown) => unknown) {
   connection.parse({ text, name: "", types: [] });
   connection.bind({ portal: "", statement: "", values, binary: false, valueMapper: prepareValue });
   if (describe) connection.describe({ type: "P", name: "" });
