@@ -15,6 +15,7 @@ import { PgSide } from "./side.ts";
 import { PgResilientTransaction, type PgTxHandler } from "./transaction.ts";
 import type { PgAdapterLike, PgFactoryLike, PgResolvedOptions, PgTransactionLike, SqlQueryLike } from "./types.ts";
 import { backendState, verifyXact, type PgCommitVerdict, type XactIdentity } from "./verify.ts";
+import { PgWatchdog } from "./watchdog.ts";
 
 // A loss followed this closely by an outage was the outage's (src/adapter/coordinator.ts: OUTAGE_AFTER_LOSS_MS).
 const OUTAGE_AFTER_LOSS_MS = 1500;
@@ -23,6 +24,8 @@ const RECENT_FAULT_MS = 15_000;
 export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
   readonly [WRAPPED] = true;
   readonly health: ServerHealth<PgSide>;
+  /** Silent drops: one interval for all of this adapter's calls (watchdog.ts). */
+  readonly watchdog: PgWatchdog;
   private current!: PgAdapterLike;
   private readonly config?: Record<string, unknown>;
   private lastFaultAt = Number.NEGATIVE_INFINITY;
@@ -45,6 +48,14 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
       url: () => redactedPgUrl(this.config ?? this.appPoolConfig()),
       system: () => "postgresql",
     });
+    const self = this;
+    this.watchdog = new PgWatchdog({
+      health: this.health,
+      silentAfter: options.silentAfter,
+      probeTimeout: options.probeTimeout,
+      killGhostSessions: options.killGhostSessions,
+      pool: () => self.current?.underlyingDriver?.() as { _clients?: [] } | undefined,
+    });
   }
 
   /** An app-made pg.Pool: its options, for side connections (never changed). */
@@ -55,6 +66,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
 
   async start(): Promise<this> {
     this.current = await this.factory.connect();
+    this.watchdog.start();
     return this;
   }
 
@@ -253,6 +265,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
   }
 
   async dispose(): Promise<void> {
+    this.watchdog.stop();
     this.health.close();
     try {
       if (this.current) await this.end(this.current);
