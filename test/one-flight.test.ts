@@ -4,8 +4,11 @@
 // - a statement the server refused (duplicate key) wrote no mark: never acknowledged, never
 //   "unknown"; the re-run gets the server's own answer;
 // - a statement that succeeded: the mark holds its row count, the operation resolves with it, once;
-// - a connection with a prepare cache sends its EXECUTE only after the PREPARE's reply
-//   (src/adapter/prepare.ts): there the mark and COMMIT must not overtake it.
+// - a connection with a prepare cache, or with the driver's `pipelining` off, sends its EXECUTE only
+//   after the PREPARE's reply (src/adapter/one-flight.ts): there the mark and COMMIT must not
+//   overtake it;
+// - a statement with RETURNING answers rows (ROW_COUNT() is -1 after it): it takes the three-round-
+//   trip path, and is neither "unknown" without a fault nor re-run after a lost COMMIT reply.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,6 +18,7 @@ import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
 import { faultSuite } from "./support/suite.ts";
 import { happened, withProxy } from "./support/faults.ts";
+import { within } from "./support/bounded.ts";
 
 let db: TestDatabase;
 const client = faultSuite((started) => (db = started), { checkDuplicates: true });
@@ -71,6 +75,39 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
       assert.equal(retries.length, 0, "nothing re-run");
     });
   });
+
+  test("pipelining off: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged, nothing re-run", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(withParams(url, { pipelining: false }));
+      const key = uniqueKey("of-nopipe");
+      await prisma.ledger.count();
+      await sleep(200);
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result: any = await within(prisma.ledger.createMany({ data: [{ key, amount: 1 }] }), 15_000, "the createMany");
+      await happened(lost, "a COMMIT");
+      assert.equal(result.count, 1);
+      assert.equal(retries.length, 0, "nothing re-run");
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 1, "the acknowledged row is there, once");
+    });
+  });
+
+  for (const fault of ["none", "COMMIT reply lost"] as const) {
+    test(`an INSERT … RETURNING outside a transaction (${fault}): resolves, one row, nothing re-run`, async () => {
+      await withProxy(db, async (proxy, url) => {
+        const { prisma, retries } = client(url);
+        const key = uniqueKey("of-ret");
+        await prisma.ledger.count();
+        await sleep(200);
+        const lost = fault === "none" ? undefined : proxy.loseReplyTo("COMMIT");
+        await within(prisma.$executeRaw`INSERT INTO Ledger (\`key\`, amount) VALUES (${key}, 1) RETURNING id`, 15_000, "the insert");
+        if (lost) await happened(lost, "a COMMIT");
+        assert.equal(retries.length, 0, "nothing re-run");
+        await sleep(300);
+        assert.equal(await ledgerRows(db, key), 1, "one row");
+      });
+    });
+  }
 
   test("a connection with a prepare cache: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged", async () => {
     await withProxy(db, async (proxy, url) => {

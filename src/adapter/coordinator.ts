@@ -220,6 +220,9 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
   get guardedMarks(): boolean {
     return this.marks.guarded;
   }
+  get pipelining(): boolean {
+    return this.config?.pipelining !== false;
+  }
   galeraOf(connection: unknown): boolean | undefined {
     const identity = this.sessions.of(connection);
     return identity ? identity.cluster !== undefined : undefined;
@@ -339,7 +342,7 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
   private async inTransaction<T>(run: (tx: ResilientTransaction) => Promise<T>, oneFlight?: SqlQueryLike): Promise<T> {
     const tx = await this.startTransaction();
     // An executeRaw goes in one flight with its mark and COMMIT where it can (see executeAndCommit).
-    const key = oneFlight && tx.oneFlightKey();
+    const key = oneFlight && tx.oneFlightKey(oneFlight.sql);
     if (key) return tx.executeAndCommit(oneFlight, key) as Promise<T>;
     let result: T;
     try {

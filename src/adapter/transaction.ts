@@ -4,6 +4,7 @@
 import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/classify.ts";
 import { log } from "../core/log.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
+import { canGoInOneFlight } from "./one-flight.ts";
 import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "./types.ts";
 
@@ -68,6 +69,8 @@ export interface FailureHandler {
   killGhost(threadId: number, connection?: unknown): Promise<void>;
   /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
   readonly guardedMarks?: boolean;
+  /** The driver pipelines commands (mariadb's `pipelining`, on unless the app turned it off). */
+  readonly pipelining?: boolean;
   /** Whether this connection's server is a Galera node (undefined: not known, its identity not read). */
   galeraOf?(connection: unknown): boolean | undefined;
   /** `@@innodb_rollback_on_timeout`: whether a lock wait timeout (1205) rolls back the whole transaction (undefined: not known). */
@@ -291,14 +294,13 @@ export class ResilientTransaction implements TransactionLike {
 
   /**
    * The mark key when this transaction's first statement can go in one flight with its mark and
-   * the COMMIT (countedMarkSql): on a guarded server (MariaDB), before anything was sent in the
-   * transaction, and on a connection without a prepare cache (there a statement's EXECUTE waits for
-   * its PREPARE's reply, src/adapter/prepare.ts, and would go after the COMMIT).
+   * the COMMIT (countedMarkSql): on a guarded server, before anything was sent in the transaction,
+   * where the driver queues every command in call order (src/adapter/one-flight.ts).
    */
-  oneFlightKey(): string | undefined {
+  oneFlightKey(sql: string): string | undefined {
     const conn = this.connection;
-    if (this.handler.guardedMarks !== true || this.wrote || this.ended !== undefined || typeof conn?.query !== "function" || conn.prepareCache) return undefined;
-    return this.handler.markKeyOf?.(conn);
+    if (this.handler.guardedMarks !== true || this.wrote || this.ended !== undefined || typeof conn?.query !== "function") return undefined;
+    return canGoInOneFlight(conn, sql, this.handler.pipelining !== false) ? this.handler.markKeyOf?.(conn) : undefined;
   }
 
   /**
@@ -319,7 +321,8 @@ export class ResilientTransaction implements TransactionLike {
     return Promise.all([ran, marked, committed]).then(async ([statement, mark, commit]) => {
       if ("error" in statement) {
         // Answered (or provably unsent): nothing of it committed, and its mark was not written.
-        if (!inDoubt(statement.error) || !this.handler.verifyCommit) return this.onStatementError(statement.error, params.sql, write);
+        // Only a lost connection is verified: any other error (one raised before sending) is not the session's.
+        if (!inDoubt(statement.error) || classify(statement.error) !== "connection-lost" || !this.handler.verifyCommit) return this.onStatementError(statement.error, params.sql, write);
         this.writesInFlight--;
         return this.verifyLost(statement.error, key, prefix);
       }

@@ -24,8 +24,4 @@ export function uniqueKey(prefix: string): string {
   return `${prefix}-${process.pid}-${++seq}-${Date.now() % 100000}`;
 }
 
-/** Rejects with `what` when `p` has not settled within `ms` (every wait in a test is bounded). */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
-}
+export { within } from "./bounded.ts";
