@@ -29,9 +29,19 @@ export class PgSide implements Prober {
     const client = new (pgDriver().Client)(sideSettings(config, timeoutMs) as pg.ClientConfig);
     client.on("error", () => undefined);
     this.open.add(client);
-    const timer = setTimeout(() => destroy(client), timeoutMs);
+    // Raced, not only cut: a client ended while it connects never settles its connect() (pg's
+    // Client ignores the close once end() was called), so the timer rejects on its own.
+    let timer: NodeJS.Timeout | undefined;
+    const connecting = client.connect();
+    connecting.catch(() => undefined);
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(Object.assign(new Error(`no answer within ${timeoutMs} ms (timeout)`), { code: "ETIMEDOUT" }));
+        destroy(client);
+      }, timeoutMs);
+    });
     try {
-      await client.connect();
+      await Promise.race([connecting, late]);
       return { client, result: { ok: true } };
     } catch (error) {
       this.release(client);
