@@ -155,6 +155,24 @@ describe("postgres wrapped: outages and refusals", () => {
       await prisma.$disconnect();
     }
   });
+
+  test("unknown database: ConnectFailedError (unknown-database) at once (< 2 s), never retried, no secret in the message", async () => {
+    const bad = new URL(server.url);
+    bad.pathname = "/no_such_database";
+    const { prisma, retries } = pgClient(bad.toString());
+    try {
+      const started = performance.now();
+      const error: any = await within(prisma.ledger.count().then(() => undefined, (e: unknown) => e), 5000, "the call");
+      const ms = performance.now() - started;
+      assert.equal(error?.name, "ConnectFailedError", String(error?.message));
+      assert.equal(error.reason, "unknown-database");
+      assert.equal(retries.length, 0);
+      assert.ok(ms < 2000, `failed in ${Math.round(ms)} ms`);
+      assert.ok(!String(error.message).includes(server.password), "no password in the message");
+    } finally {
+      await prisma.$disconnect();
+    }
+  });
 });
 
 describe("postgres wrapped: the pool's wait is bounded", () => {
