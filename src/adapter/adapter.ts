@@ -10,9 +10,9 @@ import { resolveAdapterOptions, type ResilientAdapterOptions, type ResolvedAdapt
 import { ResilientAdapter } from "./coordinator.ts";
 import { DB_SYSTEM, DIALECT, OUTAGE_AFTER, RECENT_FAULT, WRAPPED } from "../core/wrapped.ts";
 import type { Flavor } from "./side.ts";
-import type { AdapterFactoryLike } from "./types.ts";
+import type { AdapterFactoryLike } from "../core/driver-adapter.ts";
 
-export type { AdapterFactoryLike } from "./types.ts";
+export type { AdapterFactoryLike } from "../core/driver-adapter.ts";
 
 export { RECENT_FAULT, OUTAGE_AFTER, DB_SYSTEM, DIALECT } from "../core/wrapped.ts";
 

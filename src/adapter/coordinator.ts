@@ -19,7 +19,7 @@ import { PoolWatch } from "./pool.ts";
 import { Sessions } from "./sessions.ts";
 import { flavorOf, SideConnections, type Flavor, type ProbeTarget } from "./side.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
-import type { AdapterFactoryLike, AdapterLike, SqlQueryLike } from "./types.ts";
+import type { AdapterFactoryLike, AdapterLike, SqlQueryLike } from "../core/driver-adapter.ts";
 import { Watchdog } from "./watchdog.ts";
 
 

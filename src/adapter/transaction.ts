@@ -6,7 +6,7 @@ import { log } from "../core/log.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
 import { canGoInOneFlight } from "./one-flight.ts";
 import { tagged } from "./record.ts";
-import type { SqlQueryLike, TransactionLike } from "./types.ts";
+import type { SqlQueryLike, TransactionLike } from "../core/driver-adapter.ts";
 
 export { tagged } from "./record.ts";
 import { countedMarkSql, countOf, markSql, TokenSource, type CommitVerdict } from "../mysql/marks.ts";

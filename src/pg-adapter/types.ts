@@ -1,33 +1,9 @@
-// The parts of @prisma/adapter-pg and pg this wrapper relies on, typed structurally (the MySQL
-// wrapper's src/adapter/types.ts is the same idea), and the options it is given.
+// The parts of @prisma/adapter-pg and pg this wrapper relies on, typed structurally (the driver
+// adapter's own shapes are shared: src/core/driver-adapter.ts), and the options it is given.
 import type { StateChange } from "../core/state.ts";
 
-export interface SqlQueryLike {
-  sql: string;
-  args?: unknown[];
-  argTypes?: unknown[];
-}
-export interface PgQueryableLike {
-  readonly provider: string;
-  readonly adapterName: string;
-  queryRaw(params: SqlQueryLike): Promise<unknown>;
-  executeRaw(params: SqlQueryLike): Promise<number>;
-}
-export interface PgTransactionLike extends PgQueryableLike {
-  readonly options: unknown;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
-  createSavepoint?(name: string): Promise<void>;
-  rollbackToSavepoint?(name: string): Promise<void>;
-  releaseSavepoint?(name: string): Promise<void>;
-}
-export interface PgAdapterLike extends PgQueryableLike {
-  executeScript(script: string): Promise<void>;
-  startTransaction(isolationLevel?: string): Promise<PgTransactionLike>;
-  getConnectionInfo?(): unknown;
-  dispose(): Promise<void>;
-  underlyingDriver?(): unknown;
-}
+export type { SqlQueryLike } from "../core/driver-adapter.ts";
+export type { QueryableLike as PgQueryableLike, TransactionLike as PgTransactionLike, AdapterLike as PgAdapterLike } from "../core/driver-adapter.ts";
 
 /** `new PrismaPg(poolOrConfig)`: a pool the app made (`externalPool`), or settings (`config`). */
 export interface PgFactoryLike {

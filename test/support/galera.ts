@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { tolerateDriverInitRejections } from "./driver-bug.ts";
+import { forget, killOnExit } from "./exit-hook.ts";
 import { APP_DB, APP_USER, freePort, migrationStatements, requireServerBinaries, type ProcessRow, type TestDatabase } from "./mariadb.ts";
 
 const PROVIDERS = ["/usr/lib/galera/libgalera_smm.so", "/usr/lib/libgalera_smm.so", "/usr/lib64/galera-4/libgalera_smm.so", "/usr/local/lib/libgalera_smm.so"];
@@ -34,8 +35,6 @@ export function requireGalera(candidates: string[] = PROVIDERS): { provider: str
 // ---------------------------------------------------------------------------------------------
 // Child processes that cannot outlive the test process.
 
-const liveGroups = new Set<number>();
-let exitHookInstalled = false;
 
 function killGroup(pid: number) {
   try {
@@ -46,31 +45,16 @@ function killGroup(pid: number) {
   } catch {}
 }
 
-function installExitHook() {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = () => {
-    for (const pid of liveGroups) killGroup(pid);
-  };
-  process.on("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(sig, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
-}
-
 /**
  * Spawns `command` in its own process group and a detached watchdog shell that kill -9s the group
  * (and removes `cleanupDir`) once this process is gone, however it died.
  */
 export function spawnGuarded(command: string, args: string[], cleanupDir?: string): { child: ChildProcess; release: () => void } {
-  installExitHook();
   const child = spawn(command, args, { stdio: "ignore", detached: true });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${command}`);
-  liveGroups.add(pid);
+  const kill = () => killGroup(pid);
+  killOnExit(kill);
   const rm = cleanupDir ? `; sleep 0.5; rm -rf '${cleanupDir}'` : "";
   const watchdog = spawn(
     "sh",
@@ -78,7 +62,7 @@ export function spawnGuarded(command: string, args: string[], cleanupDir?: strin
     { stdio: "ignore", detached: true },
   );
   watchdog.unref();
-  child.once("exit", () => liveGroups.delete(pid));
+  child.once("exit", () => forget(kill));
   return {
     child,
     release: () => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import mariadb from "mariadb";
 import { tolerateDriverInitRejections } from "./driver-bug.ts";
+import { forget, killOnExit } from "./exit-hook.ts";
 
 const MIGRATIONS_DIR = new URL("../../prisma/migrations/", import.meta.url);
 export const APP_USER = "app";
@@ -71,23 +72,6 @@ export function migrationStatements(): string[] {
 /** A connection busy with a statement: text protocol (`Query`) or prepared (`Execute`). */
 function isRunning(r: ProcessRow): boolean {
   return r.command === "Query" || r.command === "Execute";
-}
-
-const live = new Set<MariaDbServer>();
-let exitHookInstalled = false;
-function installExitHook() {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = () => {
-    for (const s of live) s.killNow();
-  };
-  process.on("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(sig, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
 }
 
 export interface ProcessRow {
@@ -235,7 +219,7 @@ class MariaDbServer implements TestDatabase {
       { stdio: "ignore", detached: true },
     );
     this.watchdog.unref();
-    live.add(this);
+    killOnExit(this.onExit);
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (!this.child) throw new Error(`mariadbd exited during start-up:\n${this.tailLog()}`);
@@ -375,6 +359,8 @@ class MariaDbServer implements TestDatabase {
     await this.start();
   }
 
+  private readonly onExit = () => this.killNow();
+
   /** On process exit: kill the server now; the watchdog (left running) removes the datadir. */
   killNow() {
     try {
@@ -391,7 +377,7 @@ class MariaDbServer implements TestDatabase {
       await exited;
     }
     this.watchdog?.kill("SIGKILL");
-    live.delete(this);
+    forget(this.onExit);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -504,7 +490,6 @@ export async function startDatabase(options: StartOptions = {}): Promise<TestDat
   if (external && options.tls) throw new Error("TLS tests need a server they start themselves: unset TEST_DATABASE_URL");
   if (external) return await connectDatabase(external);
   const bin = requireServerBinaries();
-  installExitHook();
   const dir = mkdtempSync(join(tmpdir(), "resilience-mariadb-"));
   const server = new MariaDbServer(bin, dir, options.port ?? (await freePort()), options.host, options.serverId, options.password);
   try {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import { forget, killOnExit } from "./exit-hook.ts";
 import { freePort } from "./mariadb.ts";
 
 const MIGRATIONS_DIR = new URL("../../prisma/postgres/migrations/", import.meta.url);
@@ -69,23 +70,6 @@ export interface BackendRow {
   backendStart: Date;
   xactStart: Date | null;
   clientPort: number | null;
-}
-
-const live = new Set<PostgresServer>();
-let exitHookInstalled = false;
-function installExitHook() {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = () => {
-    for (const s of live) s.killNow();
-  };
-  process.on("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(sig, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
 }
 
 export class PostgresServer {
@@ -166,7 +150,7 @@ export class PostgresServer {
       { stdio: "ignore", detached: true },
     );
     this.watchdog.unref();
-    live.add(this);
+    killOnExit(this.onExit);
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (!this.child) throw new Error(`postgres exited during start-up:\n${this.tail()}`);
@@ -316,6 +300,8 @@ export class PostgresServer {
     await this.start();
   }
 
+  private readonly onExit = () => this.killNow();
+
   killNow() {
     try {
       if (this.child?.pid) process.kill(-this.child.pid, "SIGKILL");
@@ -333,7 +319,7 @@ export class PostgresServer {
       await exited;
     }
     this.watchdog?.kill("SIGKILL");
-    live.delete(this);
+    forget(this.onExit);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -341,7 +327,6 @@ export class PostgresServer {
 /** Starts a throwaway PostgreSQL server with the app schema applied. */
 export async function startPostgres(): Promise<PostgresServer> {
   const bin = requirePostgresBinaries();
-  installExitHook();
   const dir = mkdtempSync(join(tmpdir(), "resilience-pg-"));
   const server = new PostgresServer(bin, dir, await freePort());
   try {

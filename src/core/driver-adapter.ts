@@ -1,7 +1,9 @@
 // Structural types: the subset of @prisma/driver-adapter-utils this package relies on, so it does
-// not depend on that package's exact version.
+// not depend on that package's exact version. Both wrappers (src/adapter/, src/pg-adapter/) use them.
 export interface SqlQueryLike {
   sql: string;
+  args?: unknown[];
+  argTypes?: unknown[];
 }
 export interface QueryableLike {
   readonly provider: string;
@@ -22,9 +24,11 @@ export interface AdapterLike extends QueryableLike {
   startTransaction(isolationLevel?: string): Promise<TransactionLike>;
   getConnectionInfo?(): unknown;
   dispose(): Promise<void>;
+  /** The driver's pool (adapter-mariadb's and adapter-pg's `underlyingDriver()`). */
+  underlyingDriver?(): unknown;
 }
 
-/** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, or one of your own. */
+/** Any Prisma SQL driver adapter factory: `PrismaMariaDb`, `PrismaPg`, or one of your own. */
 export interface AdapterFactoryLike {
   readonly provider: string;
   readonly adapterName: string;
