@@ -203,9 +203,10 @@ export class PgResilientTransaction implements PgTransactionLike {
       if (stopped) return;
       const state = await this.handler.backendState(who).catch(() => "unreachable" as const);
       if (stopped) return;
-      // Busy with it (or not told: track_activities off): keep waiting. Idle, idle in a transaction
-      // (the COMMIT never arrived) or gone: the connection is dead.
-      if (state === "active" || state === "disabled" || state === "fastpath function call" || state === "unreachable") return void (timer = setTimeout(look, every));
+      // Idle, or idle in the transaction (the COMMIT never arrived): the connection is dead. Busy with
+      // it, not told (track_activities off), or no such backend (gone, or a pooler's pid that names
+      // none: the watchdog, watchdog.ts, judges those): keep waiting.
+      if (state === undefined || !state.startsWith("idle")) return void (timer = setTimeout(look, every));
       log(`no reply to COMMIT after ${every} ms and its backend is ${state ?? "gone"}: the connection is dead`);
       this.lost = true;
       this.client?.connection?.stream?.destroy(new Error("no reply to COMMIT: the connection was dropped silently"));

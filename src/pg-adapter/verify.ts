@@ -94,7 +94,7 @@ export async function terminateIfOurs(client: SideClient, who: XactIdentity): Pr
   if (who.pid === undefined || who.pid === null) return false;
   const rows = await client.query(
     // Only a backend waiting for its client (a ghost): never one still executing, e.g. its COMMIT.
-    "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = $2 AND state = 'idle in transaction' AND usename = current_user AND datname = current_database()",
+    "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = $2 AND state = 'idle in transaction' AND usename = session_user AND datname = current_database()",
     [who.pid, shortXid(who.xactId)],
   );
   return rows.rows.some((r: any) => r.ended === true);
@@ -104,7 +104,7 @@ export async function terminateIfOurs(client: SideClient, who: XactIdentity): Pr
 export async function backendState(client: SideClient, who: XactIdentity): Promise<string | undefined> {
   if (who.pid === undefined) return undefined;
   // By pid alone: once its transaction has ended (committed, its reply lost) the backend shows "idle".
-  const rows = await client.query("SELECT state FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", [who.pid]);
+  const rows = await client.query("SELECT state FROM pg_stat_activity WHERE pid = $1 AND usename = session_user", [who.pid]);
   return rows.rows[0]?.state ?? undefined;
 }
 

@@ -77,13 +77,13 @@ const LOOKUP_SQL = `SELECT p.pid, a.state, a.backend_start::text AS started, a.s
   (extract(epoch FROM clock_timestamp() - pg_postmaster_start_time()) * 1000)::float8 AS uptime_ms,
   pg_backend_pid() AS me
   FROM unnest($1::int[]) AS p(pid)
-  LEFT JOIN pg_stat_activity a ON a.pid = p.pid AND a.usename = current_user AND a.datname = current_database()`;
+  LEFT JOIN pg_stat_activity a ON a.pid = p.pid AND a.usename = session_user AND a.datname = current_database()`;
 
 // Ends the ghost only if it is the very session judged (pid, start, last change, state) and nothing
 // happened on it since: our socket is destroyed by then, so nothing more of ours can reach it.
 const END_GHOST_SQL = `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
   WHERE pid = $1 AND backend_start::text = $2 AND state_change::text = $3 AND state = $4
-  AND usename = current_user AND datname = current_database()`;
+  AND usename = session_user AND datname = current_database()`;
 
 export class PgWatchdog {
   private readonly watches = new Map<WatchedClient, Entry>();
@@ -123,7 +123,8 @@ export class PgWatchdog {
     const present = new Set<WatchedClient>();
     for (const client of clients) {
       present.add(client);
-      if (!this.firstSeen.has(client)) this.firstSeen.set(client, now);
+      // First seen once connected (pg-pool lists a client while it connects, before its backend exists).
+      if (!this.firstSeen.has(client) && typeof client.processID === "number") this.firstSeen.set(client, now);
       const stream = client.connection?.stream;
       if (!client._activeQuery || client._ending || !stream || stream.destroyed || typeof client.processID !== "number") {
         this.watches.delete(client);
@@ -135,7 +136,7 @@ export class PgWatchdog {
       if (!w || !same(w, p)) {
         const sameQuery = w !== undefined && w.query === p.query;
         const sent = (sameQuery ? w.sent : 0) + p.written - (w ? w.written : (this.idleWritten.get(client) ?? p.written));
-        this.watches.set(client, { ...p, seen: sameQuery ? w.seen : now, sent, born: this.firstSeen.get(client)!, since: now, nextCheck: 0, checks: 0 });
+        this.watches.set(client, { ...p, seen: sameQuery ? w.seen : now, sent, born: this.firstSeen.get(client) ?? now, since: now, nextCheck: 0, checks: 0 });
         continue;
       }
       if (p.pending === 0 && now - w.since >= this.host.silentAfter && now >= w.nextCheck) silent.push(client);
