@@ -76,6 +76,44 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
     });
   });
 
+  test("BEGIN refused inside the flight (the server answers it an error), every reply lost: the statement never commits on its own; one row, never two", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const key = uniqueKey("of-begin");
+      await prisma.ledger.count();
+      await sleep(200);
+      // The flight's BEGIN (a COM_QUERY of "BEGIN" alone, not the fence "BEGIN NOT ATOMIC …") becomes
+      // "BEGIX": the server answers 1064 and runs what follows it. Every reply from then on is lost.
+      const refused = proxy.rewriteOnce(Buffer.from("\x03BEGIN"), Buffer.from("\x03BEGIX"), (after) => !after.subarray(0, 4).equals(Buffer.from(" NOT")));
+      proxy.holdReplyTo("BEGIX");
+      const lost = proxy.loseReplyTo("COMMIT");
+      const result: any = await within(prisma.ledger.createMany({ data: [{ key, amount: 1 }] }), 15_000, "the createMany");
+      await happened(refused, "the BEGIN refused");
+      await happened(lost, "a COMMIT");
+      assert.equal(result.count, 1);
+      assert.equal(retries.length, 1, "re-run once: nothing of the first flight committed");
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 1, "one row: the statement behind the refused BEGIN did not commit on its own");
+    });
+  });
+
+  test("BEGIN refused inside the flight, replies delivered: the server's answer to BEGIN, nothing written, nothing re-run", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const key = uniqueKey("of-begin-ans");
+      await prisma.ledger.count();
+      await sleep(200);
+      const refused = proxy.rewriteOnce(Buffer.from("\x03BEGIN"), Buffer.from("\x03BEGIX"), (after) => !after.subarray(0, 4).equals(Buffer.from(" NOT")));
+      const error = await rejectionOf(within(prisma.ledger.createMany({ data: [{ key, amount: 1 }] }), 15_000, "the createMany"), "BEGIN's error");
+      await happened(refused, "the BEGIN refused");
+      assert.ok(!isOutcomeUnknown(error), `the server answered: not unknown (got ${error?.name}: ${error?.message})`);
+      assert.equal(errnoOf(error), 1064, `BEGIN's own answer (got ${error?.message})`);
+      assert.equal(retries.length, 0, "a syntax error is not re-run");
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 0, "nothing written");
+    });
+  });
+
   test("pipelining off: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged, nothing re-run", async () => {
     await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(withParams(url, { pipelining: false }));

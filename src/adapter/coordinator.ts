@@ -19,9 +19,9 @@ import { PoolWatch } from "./pool.ts";
 import { Sessions } from "./sessions.ts";
 import { flavorOf, SideConnections, type Flavor, type ProbeTarget } from "./side.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
+import { verifiedWrite } from "./verified-write.ts";
 import type { AdapterFactoryLike, AdapterLike, SqlQueryLike } from "../core/driver-adapter.ts";
 import { Watchdog } from "./watchdog.ts";
-
 
 export { WRAPPED } from "../core/wrapped.ts";
 import { WRAPPED } from "../core/wrapped.ts";
@@ -47,7 +47,8 @@ const POOL_END_MS = 11_000;
 export class ResilientAdapter implements AdapterLike, FailureHandler {
   readonly [WRAPPED] = true;
   readonly health: ServerHealth<SideConnections>;
-  private current!: AdapterLike;
+  /** The factory's adapter in use (a fresh one after a reconnect). */
+  current!: AdapterLike;
   /** mariadb's Pool behind `current`, when the factory built it (then a fresh one can replace it). */
   private pool?: DriverPool;
   /** The factory builds its pool from settings (URL or config), so it can build a fresh one. */
@@ -235,6 +236,13 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.marks.keyOf(connection);
   }
 
+  /** Whether the pipelined BEGIN's fence works on this server (it was never answered an error inside a transaction). */
+  fenceWorks = true;
+  fenceFailed(error: unknown) {
+    if (this.fenceWorks) log(`the pipelined BEGIN's fence was refused (${describeError(error)}): BEGIN is awaited from now on`);
+    this.fenceWorks = false;
+  }
+
   markFailed(error: unknown) {
     this.marks.off(`the commit mark failed: ${describeError(error)}`);
   }
@@ -298,7 +306,7 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.sessions.killGhost(threadId, connection);
   }
 
-  private async onError(phase: FlightPhase, error: unknown, sql: string): Promise<never> {
+  async onError(phase: FlightPhase, error: unknown, sql: string): Promise<never> {
     const refusal = connectRefusal(error);
     if (refusal) {
       this.health.refuse(refusal.reason, refusal.cause);
@@ -324,36 +332,16 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
 
   // The hot path is the first line of each method: one state check, the call, one `.catch`.
   queryRaw(params: SqlQueryLike) {
-    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.queryRaw(params));
+    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return verifiedWrite(this, (tx) => tx.queryRaw(params));
     if (this.health.state === "up") return this.current.queryRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
     return this.gated("autocommit", params.sql, () => this.current.queryRaw(params));
   }
   executeRaw(params: SqlQueryLike) {
-    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return this.inTransaction((tx) => tx.executeRaw(params), params);
+    if (this.marks.state === "on" && isAutocommitDml(params.sql)) return verifiedWrite(this, (tx) => tx.executeRaw(params), params);
     if (this.health.state === "up") return this.current.executeRaw(params).catch((e) => this.onError("autocommit", e, params.sql));
     return this.gated("autocommit", params.sql, () => this.current.executeRaw(params));
   }
 
-  /**
-   * A write outside a transaction, run inside one so that its COMMIT carries a mark: its outcome is
-   * known even when the reply is lost. A failure of the statement itself is a statement of an open
-   * transaction (the server rolls it back); the COMMIT is verified.
-   */
-  private async inTransaction<T>(run: (tx: ResilientTransaction) => Promise<T>, oneFlight?: SqlQueryLike): Promise<T> {
-    const tx = await this.startTransaction();
-    // An executeRaw goes in one flight with its mark and COMMIT where it can (see executeAndCommit).
-    const key = oneFlight && tx.oneFlightKey(oneFlight.sql);
-    if (key) return tx.executeAndCommit(oneFlight, key) as Promise<T>;
-    let result: T;
-    try {
-      result = await run(tx);
-    } catch (error) {
-      await tx.rollback().catch(() => undefined);
-      throw error;
-    }
-    await tx.commit();
-    return result;
-  }
   executeScript(script: string) {
     return this.gated("autocommit", script, () => this.current.executeScript(script));
   }

@@ -5,11 +5,15 @@ import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/cl
 import { log } from "../core/log.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
 import { canGoInOneFlight } from "./one-flight.ts";
+import { FENCE_FIRED, type Opening, type Reply } from "./pipelined-begin.ts";
 import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "../core/driver-adapter.ts";
 
 export { tagged } from "./record.ts";
-import { countedMarkSql, countOf, markSql, TokenSource, type CommitVerdict } from "../mysql/marks.ts";
+import { countedMarkSql, countOf, markSql, TokenSource } from "../mysql/marks.ts";
+import { asAdapterError, transactionEnded } from "../mysql/adapter-errors.ts";
+import type { FailureHandler } from "./failure-handler.ts";
+export type { FailureHandler } from "./failure-handler.ts";
 
 // What Prisma sends inside a transaction: one DML statement, no `;`, no comment, no literal. Only
 // other text (raw SQL) is scanned for statements that commit implicitly.
@@ -35,53 +39,6 @@ const UNKNOWN_SYSTEM_VARIABLE = 1193;
 const IN_TRANS = 1;
 // Mark errors that say the table is unusable: verification goes off (anything else is passing).
 const TABLE_ERRORS = new Set([1146, 1142, 1054, 1143, 1044]);
-
-/**
- * The driver's error as the driver adapter would have mapped it (a DriverAdapterError), so that
- * Prisma and the classifier see the usual shape. Only the codes and the server's message are kept.
- */
-function asAdapterError(error: any): unknown {
-  if (typeof error?.errno !== "number" || error?.name === "DriverAdapterError") return error;
-  const cause =
-    error.errno === 1213
-      ? { kind: "TransactionWriteConflict", originalCode: "1213", originalMessage: error.sqlMessage ?? "N/A" }
-      : { kind: "mysql", code: error.errno, message: error.sqlMessage ?? "N/A", state: error.sqlState ?? "N/A", originalCode: String(error.errno), originalMessage: error.sqlMessage ?? "N/A" };
-  if (typeof error.sqlMessage !== "string") return error; // a socket error: Prisma takes it raw
-  return Object.assign(new Error(String(error.sqlMessage)), { name: "DriverAdapterError", cause });
-}
-
-/** The server ended the transaction without an error (a Galera brute-force abort seen late): a conflict. */
-function transactionEnded(): Error {
-  const message = "the server ended the transaction without an error (a Galera brute-force abort): it was rolled back";
-  return Object.assign(new Error(message), {
-    name: "DriverAdapterError",
-    cause: { kind: "TransactionWriteConflict", originalCode: "1213", originalMessage: message },
-  });
-}
-
-/** What the wrapped adapter does about a failure before it is rethrown. */
-export interface FailureHandler {
-  /** After a lost connection or an unavailable server: is the server still there? */
-  suspect(error: unknown): Promise<void>;
-  /** The server was found down (a probe after a lost connection was refused or unanswered). */
-  readonly serverDown?: boolean;
-  /** After a silent drop inside a transaction: end the session the server still holds (`connection`: the driver connection it was on, to match its identity). */
-  killGhost(threadId: number, connection?: unknown): Promise<void>;
-  /** The server has `@@in_transaction` (MariaDB): marks are guarded by it. */
-  readonly guardedMarks?: boolean;
-  /** The driver pipelines commands (mariadb's `pipelining`, on unless the app turned it off). */
-  readonly pipelining?: boolean;
-  /** Whether this connection's server is a Galera node (undefined: not known, its identity not read). */
-  galeraOf?(connection: unknown): boolean | undefined;
-  /** `@@innodb_rollback_on_timeout`: whether a lock wait timeout (1205) rolls back the whole transaction (undefined: not known). */
-  readonly rollbackOnTimeout?: boolean;
-  /** Commit verification: the mark key of this driver connection, when verification is on and its identity is known. */
-  markKeyOf?(connection: unknown): string | undefined;
-  /** The mark was refused because of the table (missing, no right): verification goes off. */
-  markFailed?(error: unknown): void;
-  /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
-  verifyCommit?(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict>;
-}
 
 const SOCKET_TIMEOUT = 45026;
 
@@ -311,14 +268,17 @@ export class ResilientTransaction implements TransactionLike {
    * statement. Every reply answered: as in commit(). The statement's reply lost (so every reply
    * after it): the mark, read once the session is gone, tells whether it committed and its count.
    */
-  executeAndCommit(params: SqlQueryLike, key: string): Promise<number> {
+  executeAndCommit(params: SqlQueryLike, key: string, opening?: Opening): Promise<number> {
     const conn = this.connection;
     const write = this.note(params.sql);
+    const opened = opening && Promise.all([opening.begun, opening.fenced]);
     const prefix = tokensOf(conn).next(8);
     const ran: Promise<{ n: number } | { error: unknown }> = this.inner.executeRaw(params).then((n) => ({ n }), (error: unknown) => ({ error }));
     const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(countedMarkSql(key, prefix)).then((r: any) => r ?? {}, (e: unknown) => ({ error: asAdapterError(e) }));
     const committed: Promise<true | unknown> = this.inner.commit().then(() => true, (e: unknown) => e);
-    return Promise.all([ran, marked, committed]).then(async ([statement, mark, commit]) => {
+    return Promise.all([opened, ran, marked, committed]).then(async ([open, statement, mark, commit]) => {
+      const refused = open && this.afterRefusedBegin(open, statement, params.sql, write);
+      if (refused) return refused;
       if ("error" in statement) {
         // Answered (or provably unsent): nothing of it committed, and its mark was not written.
         // Only a lost connection is verified: any other error (one raised before sending) is not the session's.
@@ -346,6 +306,26 @@ export class ResilientTransaction implements TransactionLike {
       await this.handler.suspect(commit);
       throw tagged("commit", commit, "COMMIT", { threadId: this.threadId, verification: verdict, duringOutage: this.handler.serverDown });
     });
+  }
+
+  /**
+   * The flight opened with BEGIN and the fence unawaited (pipelined-begin.ts). Undefined when BEGIN
+   * opened the transaction, or when its reply was lost (then every reply after it is lost, and the
+   * mark decides as usual). BEGIN answered an error: the fence ended the session before the
+   * statement ran, and BEGIN's answer is the outcome; or the fence failed too, and the statement ran
+   * on its own: its own reply is the outcome, unknown when lost (it writes no mark outside a
+   * transaction).
+   */
+  private afterRefusedBegin([begun, fenced]: [Reply, Reply], statement: { n: number } | { error: unknown }, sql: string, write: boolean): Promise<number> | undefined {
+    if ("error" in fenced && serverAnswered(fenced.error) && errorFacts(fenced.error).errno !== 1317) this.handler.fenceFailed?.(fenced.error);
+    if (!("error" in begun) || !serverAnswered(begun.error) || "ok" in fenced) return undefined;
+    if (write) this.writesInFlight--;
+    const threadId = this.threadId;
+    if (errorFacts(fenced.error).errno === FENCE_FIRED) return Promise.reject(tagged("begin", asAdapterError(begun.error), "BEGIN", { threadId }));
+    log(`BEGIN and its fence were both refused: the ${firstKeyword(sql)} ran on its own`);
+    if ("n" in statement) return Promise.resolve(statement.n);
+    if (serverAnswered(statement.error) || provesNotSent(statement.error)) return Promise.reject(tagged("statement", statement.error, sql, { threadId }));
+    return Promise.reject(tagged("commit", statement.error, sql, { threadId, verification: "unknown", answered: false }));
   }
 
   /** The one-flight statement's reply was lost: its counted mark says whether it committed, and its row count. */

@@ -265,6 +265,28 @@ export class FaultProxy {
   }
 
   /**
+   * Rewrites, in the next client chunk where it occurs, the first `find` that `accept` takes (given
+   * the bytes after it), into `replace` (as long as `find`): the server receives a different command,
+   * and answers it. Resolves once the rewrite was made.
+   */
+  rewriteOnce(find: Buffer, replace: Buffer, accept: (after: Buffer) => boolean = () => true): Promise<void> {
+    if (find.length !== replace.length) throw new Error("rewriteOnce: replace must be as long as find");
+    return new Promise((resolve) => {
+      const tap = (_link: Link, chunk: Buffer) => {
+        for (let at = chunk.indexOf(find); at >= 0; at = chunk.indexOf(find, at + 1)) {
+          if (!accept(chunk.subarray(at + find.length))) continue;
+          replace.copy(chunk, at);
+          this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+          resolve();
+          break;
+        }
+        return false; // the chunk goes on, rewritten, through the other taps
+      };
+      this.clientDataTaps.push(tap);
+    });
+  }
+
+  /**
    * Passes the next client packet that contains `marker` to the server, and holds everything the
    * server sends back on that connection (a slow network) until `release()`. `seen` resolves when
    * the packet passed. Nothing is lost: the held bytes follow in order, then the server's close if it

@@ -1,0 +1,65 @@
+// A verified write outside a transaction, in one round trip: BEGIN, a fence, the statement, its
+// counted mark and the COMMIT go in one flight (transaction.ts executeAndCommit), where bare Prisma
+// sends the statement alone. Nothing is awaited between them.
+//
+// Why the fence: a BEGIN the server refuses (an error answered to it) does not stop the commands
+// behind it. The statement would then commit on its own, its mark (written only inside a
+// transaction) would not, and after a lost reply the verification would read "not committed": a
+// duplicate on re-run. The fence, right behind BEGIN, ends its own session when no transaction is
+// open, so the statement never runs outside one (the server runs a connection's commands in order;
+// measured on MariaDB 10.11: the fence answers 1927 and the connection closes). What is left: BEGIN
+// refused AND the fence itself failing (another session's KILL QUERY on each of them) AND every
+// reply lost; docs/exactly-once.md says so.
+//
+// How: @prisma/adapter-mariadb's startTransaction() takes a pool connection and awaits its BEGIN
+// (node_modules/@prisma/adapter-mariadb/dist/index.mjs). It is called here with a pool whose
+// connection sends BEGIN and the fence at once and answers the adapter at once; their real replies
+// are kept for the flight. Any other first command (an isolation level, a changed adapter) goes as
+// it is, and the write takes the path with BEGIN awaited.
+import type { AdapterLike, TransactionLike } from "../core/driver-adapter.ts";
+
+/** MariaDB 10.1.1+ (anonymous compound statement): ends the session unless a transaction is open. */
+export const FENCE = "BEGIN NOT ATOMIC IF @@in_transaction = 0 THEN KILL CONNECTION_ID(); END IF; END";
+/** ER_CONNECTION_KILLED: what the fence answers when it ended its own session. */
+export const FENCE_FIRED = 1927;
+
+export type Reply = { ok: unknown } | { error: unknown };
+const settle = (p: Promise<unknown>): Promise<Reply> => p.then((ok) => ({ ok }), (error: unknown) => ({ error }));
+
+/** The flight's first two commands, sent without waiting: their replies, and the mark key chosen for the flight. */
+export interface Opening {
+  key: string;
+  begun: Promise<Reply>;
+  fenced: Promise<Reply>;
+}
+
+/**
+ * Starts a transaction on `adapter` (adapter-mariadb) whose BEGIN and fence are sent without
+ * waiting, when `keyFor` gives the connection a mark key (it may go in one flight); otherwise as
+ * usual. The OK the adapter is given for BEGIN is not the server's: the caller must read `opening`.
+ */
+export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) => string | undefined): Promise<{ tx: TransactionLike; opening?: Opening }> {
+  const pool = (adapter as any).client;
+  if (typeof pool?.getConnection !== "function") return { tx: await adapter.startTransaction() };
+  let opening: Opening | undefined;
+  const getConnection = () =>
+    pool.getConnection().then((conn: any) => {
+      const key = keyFor(conn);
+      if (key === undefined || typeof conn?.query !== "function") return conn;
+      const own = Object.prototype.hasOwnProperty.call(conn, "query");
+      const query = conn.query;
+      const restore = () => (own ? (conn.query = query) : delete conn.query);
+      conn.query = function (cmd: any, ...rest: unknown[]) {
+        restore();
+        if (cmd?.sql !== "BEGIN" || Object.keys(cmd).length !== 1 || rest.length > 0) return query.call(conn, cmd, ...rest);
+        // Both are queued on the socket, in this order, before this returns.
+        const begun = settle(query.call(conn, cmd));
+        const fenced = settle(query.call(conn, { sql: FENCE }));
+        opening = { key, begun, fenced };
+        return Promise.resolve({ affectedRows: 0 });
+      };
+      return conn;
+    });
+  const tx = await adapter.startTransaction.call(Object.create(adapter, { client: { value: { getConnection } } }));
+  return { tx, opening };
+}
