@@ -114,6 +114,51 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
     });
   });
 
+  // BEGIN and the fence both refused (each rewritten to a syntax error): the statement runs on its
+  // own. Acknowledged only where the mark found no transaction (autocommit on: it committed alone).
+  const refuseBoth = (proxy: { rewriteOnce: (f: Buffer, r: Buffer, a?: (after: Buffer) => boolean) => Promise<void> }) =>
+    Promise.all([
+      proxy.rewriteOnce(Buffer.from("\x03BEGIN"), Buffer.from("\x03BEGIX"), (after) => !after.subarray(0, 4).equals(Buffer.from(" NOT"))),
+      proxy.rewriteOnce(Buffer.from("\x03BEGIN NOT"), Buffer.from("\x03BEGIX NOT")),
+    ]).then(() => undefined);
+
+  test("BEGIN and the fence both refused, replies delivered: the statement committed on its own; acknowledged once, nothing re-run", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const key = uniqueKey("of-both");
+      await prisma.ledger.count();
+      await sleep(200);
+      const refused = refuseBoth(proxy);
+      const result: any = await within(prisma.ledger.createMany({ data: [{ key, amount: 1 }] }), 15_000, "the createMany");
+      await happened(refused, "BEGIN and the fence refused");
+      assert.equal(result.count, 1);
+      assert.equal(retries.length, 0, "nothing re-run");
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 1, "the acknowledged row is there, once");
+    });
+  });
+
+  test("BEGIN and the fence both refused with autocommit=0, the COMMIT refused too: nothing committed, nothing acknowledged", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma } = client(withParams(url, { initSql: "SET@@autocommit=0" }));
+      const key = uniqueKey("of-ac0");
+      await prisma.ledger.count();
+      await sleep(200);
+      const refused = refuseBoth(proxy);
+      const commitRefused = proxy.rewriteOnce(Buffer.from("\x03COMMIT"), Buffer.from("\x03COMMIX"));
+      const outcome = await within(
+        prisma.ledger.createMany({ data: [{ key, amount: 1 }] }).then((r: any) => ({ count: r.count }), (e: any) => ({ error: e })),
+        15_000,
+        "the createMany",
+      );
+      await happened(refused, "BEGIN and the fence refused");
+      await happened(commitRefused, "the COMMIT refused");
+      await sleep(300);
+      assert.equal(await ledgerRows(db, key), 0, "the implicit transaction was never committed");
+      assert.ok("error" in outcome, `not acknowledged (got ${JSON.stringify(outcome)})`);
+    });
+  });
+
   test("pipelining off: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged, nothing re-run", async () => {
     await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(withParams(url, { pipelining: false }));

@@ -23,8 +23,13 @@ export const FENCE = "BEGIN NOT ATOMIC IF @@in_transaction = 0 THEN KILL CONNECT
 /** ER_CONNECTION_KILLED: what the fence answers when it ended its own session. */
 export const FENCE_FIRED = 1927;
 
+/** What a server that cannot run the fence answers it: a syntax error (1064, 1149, e.g. `sql_mode=ORACLE`), not supported (1235), not allowed here (1314). */
+export const FENCE_UNSUPPORTED = new Set([1064, 1149, 1235, 1314]);
+
 export type Reply = { ok: unknown } | { error: unknown };
 const settle = (p: Promise<unknown>): Promise<Reply> => p.then((ok) => ({ ok }), (error: unknown) => ({ error }));
+
+const SHIM_UNFIT = new WeakSet<object>();
 
 /** The flight's first two commands, sent without waiting: their replies, and the mark key chosen for the flight. */
 export interface Opening {
@@ -40,7 +45,7 @@ export interface Opening {
  */
 export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) => string | undefined): Promise<{ tx: TransactionLike; opening?: Opening }> {
   const pool = (adapter as any).client;
-  if (typeof pool?.getConnection !== "function") return { tx: await adapter.startTransaction() };
+  if (typeof pool?.getConnection !== "function" || SHIM_UNFIT.has(adapter)) return { tx: await adapter.startTransaction() };
   let opening: Opening | undefined;
   const getConnection = () =>
     pool.getConnection().then((conn: any) => {
@@ -52,14 +57,24 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
       conn.query = function (cmd: any, ...rest: unknown[]) {
         restore();
         if (cmd?.sql !== "BEGIN" || Object.keys(cmd).length !== 1 || rest.length > 0) return query.call(conn, cmd, ...rest);
-        // Both are queued on the socket, in this order, before this returns.
-        const begun = settle(query.call(conn, cmd));
-        const fenced = settle(query.call(conn, { sql: FENCE }));
+        // Both are queued on the socket, in this order, before this returns (as strings: the driver
+        // copies its connection options for a command given as an object).
+        const begun = settle(query.call(conn, "BEGIN"));
+        const fenced = settle(query.call(conn, FENCE));
         opening = { key, begun, fenced };
         return Promise.resolve({ affectedRows: 0 });
       };
       return conn;
     });
-  const tx = await adapter.startTransaction.call(Object.create(adapter, { client: { value: { getConnection } } }));
-  return { tx, opening };
+  let acquired = false;
+  const shim = Object.create(adapter, { client: { value: { getConnection: () => ((acquired = true), getConnection()) } } });
+  try {
+    return { tx: await adapter.startTransaction.call(shim), opening };
+  } catch (error) {
+    // Failed before it asked for a connection: an adapter this shim does not fit (not a driver
+    // error). The usual start, and no shim from now on.
+    if (acquired) throw error;
+    SHIM_UNFIT.add(adapter);
+    return { tx: await adapter.startTransaction() };
+  }
 }

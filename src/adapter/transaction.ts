@@ -5,7 +5,7 @@ import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/cl
 import { log } from "../core/log.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
 import { canGoInOneFlight } from "./one-flight.ts";
-import { FENCE_FIRED, type Opening, type Reply } from "./pipelined-begin.ts";
+import { FENCE_FIRED, FENCE_UNSUPPORTED, type Opening, type Reply } from "./pipelined-begin.ts";
 import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "../core/driver-adapter.ts";
 
@@ -277,7 +277,7 @@ export class ResilientTransaction implements TransactionLike {
     const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(countedMarkSql(key, prefix)).then((r: any) => r ?? {}, (e: unknown) => ({ error: asAdapterError(e) }));
     const committed: Promise<true | unknown> = this.inner.commit().then(() => true, (e: unknown) => e);
     return Promise.all([opened, ran, marked, committed]).then(async ([open, statement, mark, commit]) => {
-      const refused = open && this.afterRefusedBegin(open, statement, params.sql, write);
+      const refused = open && this.afterRefusedBegin(open, statement, mark, params.sql, write);
       if (refused) return refused;
       if ("error" in statement) {
         // Answered (or provably unsent): nothing of it committed, and its mark was not written.
@@ -309,23 +309,42 @@ export class ResilientTransaction implements TransactionLike {
   }
 
   /**
-   * The flight opened with BEGIN and the fence unawaited (pipelined-begin.ts). Undefined when BEGIN
-   * opened the transaction, or when its reply was lost (then every reply after it is lost, and the
-   * mark decides as usual). BEGIN answered an error: the fence ended the session before the
-   * statement ran, and BEGIN's answer is the outcome; or the fence failed too, and the statement ran
-   * on its own: its own reply is the outcome, unknown when lost (it writes no mark outside a
-   * transaction).
+   * The flight opened with BEGIN and the fence unawaited (pipelined-begin.ts). Undefined (the usual
+   * path) when BEGIN opened the transaction, when its reply was lost (then every reply after it is
+   * lost, and the mark decides), or when the mark was written (a transaction was open after all:
+   * `autocommit=0` opens one at the statement). BEGIN answered an error: the fence ended the session
+   * before the statement ran (its 1927, or its reply lost behind BEGIN's answer, and nothing
+   * answered after it), and BEGIN's answer is the outcome; or the fence failed too and the statement
+   * ran on its own: acknowledged only when the mark found no transaction (it committed alone),
+   * otherwise its own error, or unknown.
    */
-  private afterRefusedBegin([begun, fenced]: [Reply, Reply], statement: { n: number } | { error: unknown }, sql: string, write: boolean): Promise<number> | undefined {
-    if ("error" in fenced && serverAnswered(fenced.error) && errorFacts(fenced.error).errno !== 1317) this.handler.fenceFailed?.(fenced.error);
-    if (!("error" in begun) || !serverAnswered(begun.error) || "ok" in fenced) return undefined;
+  private afterRefusedBegin(
+    [begun, fenced]: [Reply, Reply],
+    statement: { n: number } | { error: unknown },
+    mark: { affectedRows?: number } | { error: unknown },
+    sql: string,
+    write: boolean,
+  ): Promise<number> | undefined {
+    const fenceErrno = "error" in fenced ? errorFacts(fenced.error).errno : undefined;
+    if ("ok" in begun) {
+      // Refused inside the transaction BEGIN opened: the fence cannot work on this server.
+      if (fenceErrno !== undefined && FENCE_UNSUPPORTED.has(fenceErrno)) this.handler.fenceFailed?.((fenced as { error: unknown }).error);
+      return undefined;
+    }
+    if (!serverAnswered(begun.error) || "ok" in fenced || ("affectedRows" in mark && (mark.affectedRows ?? 0) > 0)) return undefined;
     if (write) this.writesInFlight--;
     const threadId = this.threadId;
-    if (errorFacts(fenced.error).errno === FENCE_FIRED) return Promise.reject(tagged("begin", asAdapterError(begun.error), "BEGIN", { threadId }));
+    const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
+    if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) {
+      return this.handler.suspect(begun.error).then(() => {
+        throw tagged("begin", asAdapterError(begun.error), "BEGIN", { threadId });
+      });
+    }
     log(`BEGIN and its fence were both refused: the ${firstKeyword(sql)} ran on its own`);
-    if ("n" in statement) return Promise.resolve(statement.n);
-    if (serverAnswered(statement.error) || provesNotSent(statement.error)) return Promise.reject(tagged("statement", statement.error, sql, { threadId }));
-    return Promise.reject(tagged("commit", statement.error, sql, { threadId, verification: "unknown", answered: false }));
+    if ("n" in statement && "affectedRows" in mark) return Promise.resolve(statement.n);
+    if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return Promise.reject(tagged("statement", statement.error, sql, { threadId }));
+    const error = "error" in statement ? statement.error : "error" in mark ? mark.error : transactionEnded();
+    return Promise.reject(tagged("commit", error, sql, { threadId, verification: "unknown", answered: false }));
   }
 
   /** The one-flight statement's reply was lost: its counted mark says whether it committed, and its row count. */
