@@ -140,7 +140,7 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
 
   test("BEGIN and the fence both refused with autocommit=0, the COMMIT refused too: nothing committed, nothing acknowledged", async () => {
     await withProxy(db, async (proxy, url) => {
-      const { prisma } = client(withParams(url, { initSql: "SET@@autocommit=0" }));
+      const { prisma, retries } = client(withParams(url, { initSql: "SET@@autocommit=0" }));
       const key = uniqueKey("of-ac0");
       await prisma.ledger.count();
       await sleep(200);
@@ -156,6 +156,10 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
       await sleep(300);
       assert.equal(await ledgerRows(db, key), 0, "the implicit transaction was never committed");
       assert.ok("error" in outcome, `not acknowledged (got ${JSON.stringify(outcome)})`);
+      const error = (outcome as { error: any }).error;
+      assert.ok(!isOutcomeUnknown(error), `the COMMIT was answered: not unknown (got ${error?.name}: ${error?.message})`);
+      assert.equal(errnoOf(error), 1064, `the COMMIT's own answer (got ${error?.message})`);
+      assert.equal(retries.length, 0, "a syntax error is not re-run");
     });
   });
 

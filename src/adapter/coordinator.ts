@@ -236,7 +236,7 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     return this.marks.keyOf(connection);
   }
 
-  /** Whether the pipelined BEGIN's fence works on this server (it was never answered an error inside a transaction). */
+  /** Whether the pipelined BEGIN's fence works on this server (it was never refused as a statement the server cannot run). */
   fenceWorks = true;
   fenceFailed(error: unknown) {
     if (this.fenceWorks) log(`the pipelined BEGIN's fence was refused (${describeError(error)}): BEGIN is awaited from now on`);

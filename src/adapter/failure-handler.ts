@@ -22,7 +22,7 @@ export interface FailureHandler {
   markKeyOf?(connection: unknown): string | undefined;
   /** The mark was refused because of the table (missing, no right): verification goes off. */
   markFailed?(error: unknown): void;
-  /** The pipelined BEGIN's fence was answered an error inside an open transaction: it does not work on this server (src/adapter/pipelined-begin.ts). */
+  /** The pipelined BEGIN's fence was refused as a statement the server cannot run (FENCE_UNSUPPORTED): it does not work on this server (src/adapter/pipelined-begin.ts). */
   fenceFailed?(error: unknown): void;
   /** After a lost COMMIT reply: did it commit? (The old session is made sure to be gone first.) */
   verifyCommit?(connection: unknown, key: string, token: string, found?: { token?: string }): Promise<CommitVerdict>;

@@ -17,6 +17,8 @@
 // are kept for the flight. Any other first command (an isolation level, a changed adapter) goes as
 // it is, and the write takes the path with BEGIN awaited.
 import type { AdapterLike, TransactionLike } from "../core/driver-adapter.ts";
+import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/classify.ts";
+import { transactionEnded } from "../mysql/adapter-errors.ts";
 
 /** MariaDB 10.1.1+ (anonymous compound statement): ends the session unless a transaction is open. */
 export const FENCE = "BEGIN NOT ATOMIC IF @@in_transaction = 0 THEN KILL CONNECTION_ID(); END IF; END";
@@ -77,4 +79,35 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
     SHIM_UNFIT.add(adapter);
     return { tx: await adapter.startTransaction() };
   }
+}
+
+/** What became of a flight whose BEGIN the server refused: BEGIN's answer, and one of the outcomes. */
+export type RefusedBeginOutcome = { begin: unknown } & ({ refused: unknown } | { n: number } | { answered: unknown } | { unknown: unknown });
+
+/**
+ * Undefined (the usual path) when BEGIN opened the transaction, when its reply was lost (then every
+ * reply after it is lost, and the mark decides), or when the mark was written (a transaction was
+ * open after all: `autocommit=0` opens one at the statement). BEGIN answered an error:
+ * - the fence ended the session before the statement ran (its 1927, or its reply lost behind
+ *   BEGIN's answer) and nothing answered after it: BEGIN's answer is the outcome (`refused`);
+ * - the fence failed too, and the statement ran on its own: acknowledged (`n`) only when the mark
+ *   found no transaction (it committed alone); its own error when answered or unsent; else unknown.
+ * A fence refused as a statement the server cannot run switches the path off (`fenceFailed`).
+ */
+export function afterRefusedBegin(
+  [begun, fenced]: [Reply, Reply],
+  statement: { n: number } | { error: unknown },
+  mark: { affectedRows?: number } | { error: unknown },
+  handler: { fenceFailed?(error: unknown): void },
+): RefusedBeginOutcome | undefined {
+  const fenceErrno = "error" in fenced ? errorFacts(fenced.error).errno : undefined;
+  if (fenceErrno !== undefined && FENCE_UNSUPPORTED.has(fenceErrno)) handler.fenceFailed?.((fenced as { error: unknown }).error);
+  if ("ok" in begun || !serverAnswered(begun.error) || "ok" in fenced) return undefined;
+  if ("affectedRows" in mark && (mark.affectedRows ?? 0) > 0) return undefined;
+  const begin = begun.error;
+  const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
+  if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) return { begin, refused: begin };
+  if ("n" in statement && "affectedRows" in mark) return { begin, n: statement.n };
+  if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return { begin, answered: statement.error };
+  return { begin, unknown: "error" in statement ? statement.error : "error" in mark ? mark.error : transactionEnded() };
 }

@@ -5,7 +5,7 @@ import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/cl
 import { log } from "../core/log.ts";
 import { firstKeyword, isReadOnlySql, mayCommitImplicitly, NEEDS_SCAN } from "../mysql/sql.ts";
 import { canGoInOneFlight } from "./one-flight.ts";
-import { FENCE_FIRED, FENCE_UNSUPPORTED, type Opening, type Reply } from "./pipelined-begin.ts";
+import { afterRefusedBegin, type Opening, type Reply } from "./pipelined-begin.ts";
 import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "../core/driver-adapter.ts";
 
@@ -308,43 +308,28 @@ export class ResilientTransaction implements TransactionLike {
     });
   }
 
-  /**
-   * The flight opened with BEGIN and the fence unawaited (pipelined-begin.ts). Undefined (the usual
-   * path) when BEGIN opened the transaction, when its reply was lost (then every reply after it is
-   * lost, and the mark decides), or when the mark was written (a transaction was open after all:
-   * `autocommit=0` opens one at the statement). BEGIN answered an error: the fence ended the session
-   * before the statement ran (its 1927, or its reply lost behind BEGIN's answer, and nothing
-   * answered after it), and BEGIN's answer is the outcome; or the fence failed too and the statement
-   * ran on its own: acknowledged only when the mark found no transaction (it committed alone),
-   * otherwise its own error, or unknown.
-   */
+  /** The flight opened with BEGIN and the fence unawaited, and BEGIN was refused: see pipelined-begin.ts afterRefusedBegin. */
   private afterRefusedBegin(
-    [begun, fenced]: [Reply, Reply],
+    opening: [Reply, Reply],
     statement: { n: number } | { error: unknown },
     mark: { affectedRows?: number } | { error: unknown },
     sql: string,
     write: boolean,
   ): Promise<number> | undefined {
-    const fenceErrno = "error" in fenced ? errorFacts(fenced.error).errno : undefined;
-    if ("ok" in begun) {
-      // Refused inside the transaction BEGIN opened: the fence cannot work on this server.
-      if (fenceErrno !== undefined && FENCE_UNSUPPORTED.has(fenceErrno)) this.handler.fenceFailed?.((fenced as { error: unknown }).error);
-      return undefined;
-    }
-    if (!serverAnswered(begun.error) || "ok" in fenced || ("affectedRows" in mark && (mark.affectedRows ?? 0) > 0)) return undefined;
+    const outcome = afterRefusedBegin(opening, statement, mark, this.handler);
+    if (!outcome) return undefined;
     if (write) this.writesInFlight--;
     const threadId = this.threadId;
-    const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
-    if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) {
-      return this.handler.suspect(begun.error).then(() => {
-        throw tagged("begin", asAdapterError(begun.error), "BEGIN", { threadId });
-      });
-    }
-    log(`BEGIN and its fence were both refused: the ${firstKeyword(sql)} ran on its own`);
-    if ("n" in statement && "affectedRows" in mark) return Promise.resolve(statement.n);
-    if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return Promise.reject(tagged("statement", statement.error, sql, { threadId }));
-    const error = "error" in statement ? statement.error : "error" in mark ? mark.error : transactionEnded();
-    return Promise.reject(tagged("commit", error, sql, { threadId, verification: "unknown", answered: false }));
+    // A read-only or not-ready answer (Galera) renews the pool, as for an awaited BEGIN.
+    return this.handler.suspect(outcome.begin).then(() => {
+      if ("n" in outcome) {
+        log(`BEGIN and its fence were both refused: the ${firstKeyword(sql)} ran and committed on its own`);
+        return outcome.n;
+      }
+      if ("refused" in outcome) throw tagged("begin", asAdapterError(outcome.refused), "BEGIN", { threadId });
+      if ("answered" in outcome) throw tagged("statement", outcome.answered, sql, { threadId });
+      throw tagged("commit", outcome.unknown, sql, { threadId, verification: "unknown", answered: false });
+    });
   }
 
   /** The one-flight statement's reply was lost: its counted mark says whether it committed, and its row count. */
