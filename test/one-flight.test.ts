@@ -163,6 +163,31 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
     });
   });
 
+  test("a fence the server cannot run (refused 1064) inside the transaction BEGIN opened: acknowledged once; later writes await BEGIN, send no fence, stay verified", async () => {
+    await withProxy(db, async (proxy, url) => {
+      const { prisma, retries } = client(url);
+      const key = uniqueKey("of-nofence");
+      await prisma.ledger.count();
+      await sleep(200);
+      const refused = proxy.rewriteOnce(Buffer.from("\x03BEGIN NOT"), Buffer.from("\x03BEGIX NOT"));
+      const first: any = await within(prisma.ledger.createMany({ data: [{ key: `${key}-0`, amount: 1 }] }), 15_000, "the first createMany");
+      await happened(refused, "the fence refused");
+      assert.equal(first.count, 1);
+      const fences = proxy.countClient("BEGIN NOT ATOMIC");
+      for (let i = 1; i <= 3; i++) assert.equal(((await within(prisma.ledger.createMany({ data: [{ key: `${key}-${i}`, amount: 1 }] }), 15_000, "a createMany")) as any).count, 1);
+      // Still verified: a lost COMMIT reply is found committed, nothing re-run.
+      const lost = proxy.loseReplyTo("COMMIT");
+      const last: any = await within(prisma.ledger.createMany({ data: [{ key: `${key}-4`, amount: 1 }] }), 15_000, "the last createMany");
+      await happened(lost, "a COMMIT");
+      fences.stop();
+      assert.equal(last.count, 1);
+      assert.equal(fences.count(), 0, "no fence sent once it was refused as unsupported");
+      assert.equal(retries.length, 0, "nothing re-run");
+      await sleep(300);
+      for (let i = 0; i <= 4; i++) assert.equal(await ledgerRows(db, `${key}-${i}`), 1, `write ${i}: one row`);
+    });
+  });
+
   test("pipelining off: the mark and COMMIT do not overtake the EXECUTE; one row, acknowledged, nothing re-run", async () => {
     await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(withParams(url, { pipelining: false }));

@@ -264,6 +264,18 @@ export class FaultProxy {
     return this.tapOnce(marker, hold, (link) => link.upstream.destroy());
   }
 
+  /** Counts, from now until `stop()`, the client chunks that contain `marker` (they go on unchanged). */
+  countClient(marker: string): { count: () => number; stop: () => void } {
+    const needle = Buffer.from(marker);
+    let n = 0;
+    const tap = (_link: Link, chunk: Buffer) => {
+      if (chunk.includes(needle)) n++;
+      return false;
+    };
+    this.clientDataTaps.push(tap);
+    return { count: () => n, stop: () => (this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap)) };
+  }
+
   /**
    * Rewrites, in the next client chunk where it occurs, the first `find` that `accept` takes (given
    * the bytes after it), into `replace` (as long as `find`): the server receives a different command,
