@@ -51,6 +51,10 @@ export class PgResilientTransaction implements PgTransactionLike {
   private withIdNext = false;
   /** The wrapper's own transaction: BEGIN has not been sent yet; it goes in the first statement's flight. */
   private beginPending: boolean;
+  /** The next query on the client is the COMMIT: its command tag is kept (set and cleared synchronously around the call). */
+  private tagNext = false;
+  /** The COMMIT's command tag: "ROLLBACK" when the server rolled a failed transaction back. */
+  private commitTag?: string;
   private readonly client?: PgClientLike;
   private readonly originalQuery?: PgClientLike["query"];
   readonly createSavepoint?: (name: string) => Promise<void>;
@@ -64,13 +68,18 @@ export class PgResilientTransaction implements PgTransactionLike {
   ) {
     this.beginPending = options.beginPending === true;
     const client = (inner as any).client as PgClientLike | undefined;
-    if (client && typeof client.query === "function" && (handler.verifying || this.beginPending)) {
+    if (client && typeof client.query === "function") {
       this.client = client;
       const original = client.query;
       this.originalQuery = original;
       const self = this;
       // Only this transaction's next statement is changed; everything else goes through as it was.
       client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+        if (self.tagNext && callback === undefined && typeof values !== "function") {
+          self.tagNext = false;
+          const sent = original.call(client, config, values);
+          return typeof sent?.then === "function" ? sent.then((result: { command?: string } | undefined) => ((self.commitTag = result?.command), result)) : sent;
+        }
         if (!self.withIdNext || typeof config !== "object" || config === null || typeof (config as any).submit === "function") {
           return original.call(client, config, values, callback);
         }
@@ -158,15 +167,27 @@ export class PgResilientTransaction implements PgTransactionLike {
     const who: XactIdentity | undefined = this.handler.verifying && this.xactId !== undefined ? { xactId: this.xactId, pid: this.pid, serverStart: this.serverStart } : undefined;
     // A transaction in which a statement failed (its error caught inside the callback) is rolled back
     // by its COMMIT, which the server answers with the tag ROLLBACK and no error: never acknowledged.
-    const failed = this.client?.getTransactionStatus?.() === "E";
+    // The tag decides: the status byte ("E") comes with the failed statement's ReadyForQuery, which
+    // can arrive after its error, and so after the COMMIT was sent.
+    const failedBefore = this.client?.getTransactionStatus?.() === "E";
     const watch = who ? this.watchCommit(who) : undefined;
     let error: unknown;
+    let rolledBack = false;
     try {
-      const result = await this.inner.executeRaw(params);
-      if (failed) throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
+      this.commitTag = undefined;
+      this.tagNext = this.client !== undefined;
+      let sent: Promise<number>;
+      try {
+        sent = this.inner.executeRaw(params);
+      } finally {
+        this.tagNext = false;
+      }
+      const result = await sent;
+      rolledBack = failedBefore || this.commitTag === "ROLLBACK";
+      if (rolledBack) throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
       return result;
     } catch (e) {
-      if (failed && flightOf(e)) throw e;
+      if (rolledBack && flightOf(e)) throw e;
       error = e;
     } finally {
       this.ended = true;

@@ -18,6 +18,8 @@ interface Link {
   held?: Buffer[];
   /** The server closed while bytes were held: the client is told after them. */
   heldEnd?: boolean;
+  /** Set by delayPgMessage: the server's next bytes are split before the first message of this type. */
+  splitPg?: { type: number; ms: number; done: () => void };
   /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
   garble?: () => void;
   /** The server's chunks gathered before the garbled one goes out. */
@@ -168,6 +170,7 @@ export class FaultProxy {
           link.held.push(chunk);
           return;
         }
+        if (!fromClient && link.splitPg && this.splitPgReply(link, chunk)) return;
         if (fromClient && rate > 0) throttled(chunk);
         else send(to, chunk);
       });
@@ -380,6 +383,52 @@ export class FaultProxy {
         for (const c of chunks) if (!held.dropped && !held.upstream.destroyed) held.upstream.write(c);
       },
     };
+  }
+
+  /**
+   * PostgreSQL: in the reply to the next client packet that contains `marker`, the messages before
+   * the first one of `type` (e.g. "Z", ReadyForQuery) go at once and the rest follow `ms` later, in
+   * order (a reply split across two TCP segments on a slow link). Resolves once the rest went out.
+   */
+  delayPgMessage(marker: string, type: string, ms: number): Promise<void> {
+    const needle = Buffer.from(marker);
+    return new Promise((resolve) => {
+      const tap = (link: Link, chunk: Buffer) => {
+        if (!chunk.includes(needle)) return false;
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        link.splitPg = { type: type.charCodeAt(0), ms, done: resolve };
+        return false;
+      };
+      this.clientDataTaps.push(tap);
+    });
+  }
+
+  /** Splits a server chunk as delayPgMessage asked; false when the message is not in it (sent as usual). */
+  private splitPgReply(link: Link, chunk: Buffer): boolean {
+    const split = link.splitPg!;
+    // Messages: a type byte, then a 4-byte length that counts itself and the body.
+    let at = -1;
+    for (let pos = 0; pos + 5 <= chunk.length; pos += 1 + chunk.readUInt32BE(pos + 1)) {
+      if (chunk[pos] === split.type) {
+        at = pos;
+        break;
+      }
+    }
+    if (at < 0) return false;
+    link.splitPg = undefined;
+    if (at > 0) link.client.write(chunk.subarray(0, at));
+    link.held = [chunk.subarray(at)];
+    setTimeout(() => {
+      const chunks = link.held ?? [];
+      link.held = undefined;
+      for (const c of chunks) if (!link.dropped && !link.client.destroyed) link.client.write(c);
+      if (link.heldEnd && !link.dropped) {
+        link.client.end();
+        this.links.delete(link);
+      }
+      split.done();
+    }, split.ms);
+    return true;
   }
 
   /**
