@@ -18,3 +18,11 @@ test("a loaded machine's slow tail (CI: 1 400 operations, p50 17 ms, 30 of 300-5
   // Re-runs failing of their own accord fail every operation that lost a connection once (15 in that run).
   assert.ok(15 > allowed);
 });
+
+test("operations that failed that way do not raise their own bound (15 re-runs hanging 3 s each)", () => {
+  const fast = Array(1400).fill(17).map((latencyMs) => ({ latencyMs }));
+  const hung = Array(15).fill(3000).map((latencyMs) => ({ latencyMs, lostOnEveryAttempt: true }));
+  const allowed = allowedByChance({ samples: [...fast, ...hung] as any, killed: 20, durationMs: 6000, workers: 8 });
+  assert.ok(allowed < 15, `allowed ${allowed}`);
+  assert.equal(allowed, 2);
+});
