@@ -24,8 +24,9 @@ export interface WriteHost extends FailureHandler {
  */
 export async function verifiedWrite<T>(host: WriteHost, run: (tx: ResilientTransaction) => Promise<T>, oneFlight?: SqlQueryLike): Promise<T> {
   let tx: ResilientTransaction;
-  if (oneFlight && host.fenceWorks && host.health.state === "up") {
-    const keyFor = (conn: any) => (host.guardedMarks && canGoInOneFlight(conn, oneFlight.sql, host.pipelining !== false) ? host.markKeyOf?.(conn) : undefined);
+  // Only where a key is possible: the shim pool is not built for writes that cannot use it.
+  if (oneFlight && host.fenceWorks && host.guardedMarks && host.pipelining !== false && host.health.state === "up") {
+    const keyFor = (conn: any) => (canGoInOneFlight(conn, oneFlight.sql, true) ? host.markKeyOf?.(conn) : undefined);
     const started = await startPipelined(host.current, keyFor).catch((e) => host.onError("begin", e, "BEGIN"));
     tx = new ResilientTransaction(started.tx, host);
     if (started.opening) return tx.executeAndCommit(oneFlight, started.opening.key, started.opening) as Promise<T>;
