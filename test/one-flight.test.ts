@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isOutcomeUnknown } from "../src/index.ts";
+import { RECENT_FAULT } from "../src/core/wrapped.ts";
 import { errnoOf, withParams } from "./support/clients.ts";
 import { ledgerRows, rejectionOf, uniqueKey } from "./support/data.ts";
 import type { TestDatabase } from "./support/mariadb.ts";
@@ -99,7 +100,7 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
 
   test("BEGIN refused inside the flight, replies delivered: the server's answer to BEGIN, nothing written, nothing re-run", async () => {
     await withProxy(db, async (proxy, url) => {
-      const { prisma, retries } = client(url);
+      const { prisma, retries, adapter } = client(url);
       const key = uniqueKey("of-begin-ans");
       await prisma.ledger.count();
       await sleep(200);
@@ -111,6 +112,8 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
       assert.equal(retries.length, 0, "a syntax error is not re-run");
       await sleep(300);
       assert.equal(await ledgerRows(db, key), 0, "nothing written");
+      // The fence ended its own session (1927): not a fault of the server's.
+      assert.equal((adapter as any)[RECENT_FAULT](), false, "the fence's own close is not a fault");
     });
   });
 

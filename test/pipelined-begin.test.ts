@@ -12,9 +12,15 @@ const killed = () => Object.assign(new Error("Connection was killed"), { errno: 
 const OK: Reply = { ok: {} };
 const err = (e: unknown): Reply => ({ error: e });
 
-function judge(begun: Reply, fenced: Reply, statement: { n: number } | { error: unknown }, mark: { affectedRows?: number } | { error: unknown }) {
+function judge(
+  begun: Reply,
+  fenced: Reply,
+  statement: { n: number } | { error: unknown },
+  mark: { affectedRows?: number } | { error: unknown },
+  { commit = true as unknown, galera = false }: { commit?: unknown; galera?: boolean } = {},
+) {
   const switchedOff: unknown[] = [];
-  const outcome = afterRefusedBegin([begun, fenced], statement, mark, { fenceFailed: (e) => switchedOff.push(e) });
+  const outcome = afterRefusedBegin([begun, fenced], statement, mark, commit, { fenceFailed: (e) => switchedOff.push(e), silentAbortPossible: galera });
   return { outcome, switchedOff: switchedOff.length };
 }
 
@@ -54,8 +60,26 @@ describe("after a refused BEGIN in one flight", () => {
     const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { error: lost() }, { error: lost() }).outcome;
     assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
   });
-  test("BEGIN and the fence refused, the statement ran, the mark refused: unknown (not acknowledged)", () => {
-    const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { error: answered(1146, "42S02") }).outcome;
+  test("BEGIN and the fence refused, the statement ran, the mark refused alone, the COMMIT answered OK: acknowledged (committed alone, or by that COMMIT)", () => {
+    const begin = answered(1064);
+    for (const mark of [answered(1146, "42S02"), answered(1142), answered(1317, "70100")]) {
+      assert.deepEqual(judge(err(begin), err(answered(1317, "70100")), { n: 2 }, { error: mark }).outcome, { begin, n: 2 }, `${(mark as any).errno}`);
+    }
+  });
+  test("BEGIN and the fence refused, the statement ran, the mark refused, the COMMIT failed: unknown (committed alone, or not at all)", () => {
+    for (const commit of [lost(), answered(1180, "HY000")]) {
+      const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { error: answered(1146, "42S02") }, { commit }).outcome;
+      assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
+    }
+  });
+  test("BEGIN and the fence refused, the statement ran, a deadlock answered to the mark: unknown (with autocommit=0 it rolled the statement back)", () => {
+    for (const mark of [answered(1213, "40001"), answered(1205, "HY000"), answered(1206, "HY000")]) {
+      const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { error: mark }).outcome;
+      assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
+    }
+  });
+  test("BEGIN and the fence refused, the statement ran, the mark found no transaction on a Galera node: unknown (a brute-force abort can end one silently)", () => {
+    const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { affectedRows: 0 }, { galera: true }).outcome;
     assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
   });
   test("the path is switched off by a fence the server cannot run, not by a transient answer", () => {

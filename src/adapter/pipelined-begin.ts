@@ -33,6 +33,15 @@ const settle = (p: Promise<unknown>): Promise<Reply> => p.then((ok) => ({ ok }),
 
 const SHIM_UNFIT = new WeakSet<object>();
 
+/** Connections their own fence closed (keyed by `info`, shared with the promise API). */
+const FENCE_CLOSED = new WeakSet<object>();
+const fenceKey = (conn: any): object => conn?.info ?? conn;
+
+/** The connection closed because its own fence fired (its 1927, then the socket's close): not a fault. */
+export function closedByOwnFence(conn: unknown): boolean {
+  return typeof conn === "object" && conn !== null && FENCE_CLOSED.has(fenceKey(conn));
+}
+
 /** The flight's first two commands, sent without waiting: their replies, and the mark key chosen for the flight. */
 export interface Opening {
   key: string;
@@ -63,6 +72,10 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
         // copies its connection options for a command given as an object).
         const begun = settle(query.call(conn, "BEGIN"));
         const fenced = settle(query.call(conn, FENCE));
+        // It fired only behind a refused BEGIN; a 1927 behind an open transaction is another session's KILL.
+        void Promise.all([begun, fenced]).then(([b, f]) => {
+          if ("error" in b && "error" in f && errorFacts(f.error).errno === FENCE_FIRED) FENCE_CLOSED.add(fenceKey(conn));
+        });
         opening = { key, begun, fenced };
         return Promise.resolve({ affectedRows: 0 });
       };
@@ -81,6 +94,11 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
   }
 }
 
+/** An answer that may have rolled back a whole transaction: a deadlock or conflict (1205 too, with innodb_rollback_on_timeout), a full lock table. */
+function mayRollBackTransaction(error: unknown): boolean {
+  return classify(error) === "conflict" || errorFacts(error).errno === 1206;
+}
+
 /** What became of a flight whose BEGIN the server refused: BEGIN's answer, and one of the outcomes. */
 export type RefusedBeginOutcome = { begin: unknown } & ({ refused: unknown } | { n: number } | { answered: unknown } | { unknown: unknown });
 
@@ -90,15 +108,20 @@ export type RefusedBeginOutcome = { begin: unknown } & ({ refused: unknown } | {
  * open after all: `autocommit=0` opens one at the statement). BEGIN answered an error:
  * - the fence ended the session before the statement ran (its 1927, or its reply lost behind
  *   BEGIN's answer) and nothing answered after it: BEGIN's answer is the outcome (`refused`);
- * - the fence failed too, and the statement ran on its own: acknowledged (`n`) only when the mark
- *   found no transaction (it committed alone); its own error when answered or unsent; else unknown.
+ * - the fence failed too, and the statement ran (the session's autocommit is not known here): on
+ *   its own, or in a transaction `autocommit=0` opened. Acknowledged (`n`) when the mark found no
+ *   transaction (it committed alone; not on Galera, where a brute-force abort ends one silently),
+ *   or when the mark was refused alone and the COMMIT answered OK (committed either way). Its own
+ *   error when answered or unsent. Else unknown: a deadlock answered to the mark rolled back what
+ *   `autocommit=0` opened, and a failed COMMIT decides only there.
  * A fence refused as a statement the server cannot run switches the path off (`fenceFailed`).
  */
 export function afterRefusedBegin(
   [begun, fenced]: [Reply, Reply],
   statement: { n: number } | { error: unknown },
   mark: { affectedRows?: number } | { error: unknown },
-  handler: { fenceFailed?(error: unknown): void },
+  commit: true | unknown,
+  handler: { fenceFailed?(error: unknown): void; silentAbortPossible?: boolean },
 ): RefusedBeginOutcome | undefined {
   const fenceErrno = "error" in fenced ? errorFacts(fenced.error).errno : undefined;
   if (fenceErrno !== undefined && FENCE_UNSUPPORTED.has(fenceErrno)) handler.fenceFailed?.((fenced as { error: unknown }).error);
@@ -107,7 +130,8 @@ export function afterRefusedBegin(
   const begin = begun.error;
   const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
   if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) return { begin, refused: begin };
-  if ("n" in statement && "affectedRows" in mark) return { begin, n: statement.n };
+  if ("n" in statement && "affectedRows" in mark && !handler.silentAbortPossible) return { begin, n: statement.n };
+  if ("n" in statement && "error" in mark && serverAnswered(mark.error) && commit === true && !mayRollBackTransaction(mark.error)) return { begin, n: statement.n };
   if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return { begin, answered: statement.error };
   return { begin, unknown: "error" in statement ? statement.error : "error" in mark ? mark.error : transactionEnded() };
 }

@@ -7,6 +7,7 @@ import { isAccountConnectionLimit } from "../mysql/classify.ts";
 import { refusalOf } from "../mysql/refusal.ts";
 import { busy, destroyConnection, type DriverConnection, type DriverPool } from "./driver.ts";
 import { serializePrepares } from "./prepare.ts";
+import { closedByOwnFence } from "./pipelined-begin.ts";
 import type { Sessions } from "./sessions.ts";
 import type { SideConnections } from "./side.ts";
 
@@ -68,8 +69,9 @@ export class PoolWatch {
       conn.on("error", (error: unknown) => {
         // A pooled connection closed under us: the server or a proxy went away (a node killed closes
         // every connection to it, idle ones included; the driver has already failed the calls in
-        // flight). Not the driver retiring an idle one (socketTimeout) or the server's wait_timeout.
-        if (this.events.inUse(pool) && !this.sessions.routineClose(conn, error)) this.events.noteFault();
+        // flight). Not the driver retiring an idle one (socketTimeout), the server's wait_timeout, or
+        // the pipelined BEGIN's fence ending its own session (pipelined-begin.ts).
+        if (this.events.inUse(pool) && !this.sessions.routineClose(conn, error) && !closedByOwnFence(conn)) this.events.noteFault();
         forget();
         suspect();
       });

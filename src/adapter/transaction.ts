@@ -277,7 +277,7 @@ export class ResilientTransaction implements TransactionLike {
     const marked: Promise<{ affectedRows?: number } | { error: unknown }> = conn.query(countedMarkSql(key, prefix)).then((r: any) => r ?? {}, (e: unknown) => ({ error: asAdapterError(e) }));
     const committed: Promise<true | unknown> = this.inner.commit().then(() => true, (e: unknown) => e);
     return Promise.all([opened, ran, marked, committed]).then(async ([open, statement, mark, commit]) => {
-      const refused = open && this.afterRefusedBegin(open, statement, mark, params.sql, write);
+      const refused = open && this.afterRefusedBegin(open, statement, mark, commit, params.sql, write);
       if (refused) return refused;
       if ("error" in statement) {
         // Answered (or provably unsent): nothing of it committed, and its mark was not written.
@@ -313,12 +313,16 @@ export class ResilientTransaction implements TransactionLike {
     opening: [Reply, Reply],
     statement: { n: number } | { error: unknown },
     mark: { affectedRows?: number } | { error: unknown },
+    commit: true | unknown,
     sql: string,
     write: boolean,
   ): Promise<number> | undefined {
-    const outcome = afterRefusedBegin(opening, statement, mark, this.handler);
+    const silentAbortPossible = this.handler.galeraOf?.(this.connection) !== false;
+    const outcome = afterRefusedBegin(opening, statement, mark, commit, { fenceFailed: (e) => this.handler.fenceFailed?.(e), silentAbortPossible });
     if (!outcome) return undefined;
     if (write) this.writesInFlight--;
+    // A mark table that is missing or not writable: as after any refused mark (markRefused).
+    if ("error" in mark && serverAnswered(mark.error) && TABLE_ERRORS.has(errorFacts(mark.error).errno ?? -1)) this.handler.markFailed?.(mark.error);
     const threadId = this.threadId;
     // A read-only or not-ready answer (Galera) renews the pool, as for an awaited BEGIN.
     return this.handler.suspect(outcome.begin).then(() => {

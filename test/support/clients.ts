@@ -13,10 +13,13 @@ export function bareClient(url: string) {
 export interface ResilientHandle {
   prisma: ReturnType<typeof build>;
   retries: RetryContext[];
+  /** The adapter factory given to Prisma (withResilience's, unless `wrap: false`). */
+  adapter: unknown;
 }
 
-function build(url: string, wrap: boolean, options: ResilienceOptions, retries: RetryContext[], adapterOptions?: ResilientAdapterOptions) {
+function build(url: string, wrap: boolean, options: ResilienceOptions, retries: RetryContext[], adapterOptions?: ResilientAdapterOptions, built: { adapter?: unknown } = {}) {
   const adapter = wrap ? withResilience(new PrismaMariaDb(url), adapterOptions) : new PrismaMariaDb(url);
+  built.adapter = adapter;
   const onRetry = options.onRetry;
   return new PrismaClient({ adapter }).$extends(
     resilience({
@@ -36,7 +39,8 @@ export function resilientClient(
 ): ResilientHandle {
   const { wrap = true, adapter, ...rest } = options;
   const retries: RetryContext[] = [];
-  return { prisma: build(url, wrap, rest, retries, adapter), retries };
+  const built: { adapter?: unknown } = {};
+  return { prisma: build(url, wrap, rest, retries, adapter, built), retries, adapter: built.adapter };
 }
 
 /** Adds connection-pool options to a URL (mariadb driver query parameters). */
