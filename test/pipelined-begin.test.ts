@@ -82,6 +82,20 @@ describe("after a refused BEGIN in one flight", () => {
     const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { affectedRows: 0 }, { galera: true }).outcome;
     assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
   });
+  test("BEGIN refused, the fence answered OK (a transaction was open after all): the usual path", () => {
+    assert.equal(judge(err(answered(1064)), OK, { n: 1 }, { affectedRows: 1 }).outcome, undefined);
+    assert.equal(judge(err(answered(1064)), OK, { error: lost() }, { error: lost() }).outcome, undefined);
+  });
+  test("BEGIN refused, the fence refused as unsupported, the statement's reply lost: unknown (it may have run on its own)", () => {
+    const { outcome, switchedOff } = judge(err(answered(1064)), err(answered(1064)), { error: lost() }, { error: lost() });
+    assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
+    assert.equal(switchedOff, 1);
+  });
+  test("BEGIN and the fence refused, the statement provably never sent (the connection already closed): its own error, not unknown", () => {
+    const unsent = Object.assign(new Error("Cannot execute new commands: connection closed"), { errno: 45013, code: "ER_CMD_CONNECTION_CLOSED", sqlState: "08S01", fatal: true });
+    const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { error: unsent }, { error: unsent }).outcome;
+    assert.deepEqual(outcome?.["answered" as never], unsent);
+  });
   test("the path is switched off by a fence the server cannot run, not by a transient answer", () => {
     for (const errno of [1064, 1149, 1235, 1314]) assert.equal(judge(OK, err(answered(errno)), { n: 1 }, { affectedRows: 1 }).switchedOff, 1, `${errno}`);
     for (const errno of [1064, 1235]) assert.equal(judge(err(answered(1064)), err(answered(errno)), { n: 1 }, { affectedRows: 0 }).switchedOff, 1, `both refused, ${errno}`);
