@@ -25,7 +25,7 @@ export const FENCE = "BEGIN NOT ATOMIC IF @@in_transaction = 0 THEN KILL CONNECT
 /** ER_CONNECTION_KILLED: what the fence answers when it ended its own session. */
 export const FENCE_FIRED = 1927;
 
-/** What a server that cannot run the fence answers it: a syntax error (1064, 1149, e.g. `sql_mode=ORACLE`), not supported (1235), not allowed here (1314). */
+/** What a server that cannot run the fence answers it: a syntax error (1064, 1149), not supported (1235), not allowed here (1314). (Under `sql_mode=ORACLE` the fence runs; BEGIN is the syntax error there.) */
 export const FENCE_UNSUPPORTED = new Set([1064, 1149, 1235, 1314]);
 
 export type Reply = { ok: unknown } | { error: unknown };
