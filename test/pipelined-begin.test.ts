@@ -17,10 +17,10 @@ function judge(
   fenced: Reply,
   statement: { n: number } | { error: unknown },
   mark: { affectedRows?: number } | { error: unknown },
-  { commit = true as unknown, galera = false }: { commit?: unknown; galera?: boolean } = {},
+  { commit = true as unknown, galera = false, rollbackOnTimeout }: { commit?: unknown; galera?: boolean; rollbackOnTimeout?: boolean } = {},
 ) {
   const switchedOff: unknown[] = [];
-  const outcome = afterRefusedBegin([begun, fenced], statement, mark, commit, { fenceFailed: (e) => switchedOff.push(e), silentAbortPossible: galera });
+  const outcome = afterRefusedBegin([begun, fenced], statement, mark, commit, { fenceFailed: (e) => switchedOff.push(e), silentAbortPossible: galera, rollbackOnTimeout });
   return { outcome, switchedOff: switchedOff.length };
 }
 
@@ -77,6 +77,14 @@ describe("after a refused BEGIN in one flight", () => {
       const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { error: mark }).outcome;
       assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
     }
+  });
+  test("BEGIN and the fence refused, the statement ran, the mark refused alone, the COMMIT OK, on a Galera node: unknown (a brute-force abort can end what autocommit=0 opened silently)", () => {
+    const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { error: answered(1146, "42S02") }, { galera: true }).outcome;
+    assert.ok(outcome && "unknown" in outcome, JSON.stringify(outcome));
+  });
+  test("BEGIN and the fence refused, the statement ran, a lock wait timeout answered to the mark with innodb_rollback_on_timeout known off: acknowledged (it rolls back only the mark)", () => {
+    const begin = answered(1064);
+    assert.deepEqual(judge(err(begin), err(answered(1317, "70100")), { n: 1 }, { error: answered(1205, "HY000") }, { rollbackOnTimeout: false }).outcome, { begin, n: 1 });
   });
   test("BEGIN and the fence refused, the statement ran, the mark found no transaction on a Galera node: unknown (a brute-force abort can end one silently)", () => {
     const outcome = judge(err(answered(1064)), err(answered(1317, "70100")), { n: 1 }, { affectedRows: 0 }, { galera: true }).outcome;

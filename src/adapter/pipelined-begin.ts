@@ -94,9 +94,11 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
   }
 }
 
-/** An answer that may have rolled back a whole transaction: a deadlock or conflict (1205 too, with innodb_rollback_on_timeout), a full lock table. */
-function mayRollBackTransaction(error: unknown): boolean {
-  return classify(error) === "conflict" || errorFacts(error).errno === 1206;
+/** An answer that may have rolled back a whole transaction: a deadlock or conflict (1205 unless innodb_rollback_on_timeout is known off), a full lock table. */
+function mayRollBackTransaction(error: unknown, rollbackOnTimeout: boolean | undefined): boolean {
+  const errno = errorFacts(error).errno;
+  if (errno === 1205) return rollbackOnTimeout !== false;
+  return classify(error) === "conflict" || errno === 1206;
 }
 
 /** What became of a flight whose BEGIN the server refused: BEGIN's answer, and one of the outcomes. */
@@ -111,7 +113,8 @@ export type RefusedBeginOutcome = { begin: unknown } & ({ refused: unknown } | {
  * - the fence failed too, and the statement ran (the session's autocommit is not known here): on
  *   its own, or in a transaction `autocommit=0` opened. Acknowledged (`n`) when the mark found no
  *   transaction (it committed alone; not on Galera, where a brute-force abort ends one silently),
- *   or when the mark was refused alone and the COMMIT answered OK (committed either way). Its own
+ *   or when the mark was refused alone and the COMMIT answered OK (committed either way; not on
+ *   Galera either). Its own
  *   error when answered or unsent. Else unknown: a deadlock answered to the mark rolled back what
  *   `autocommit=0` opened, and a failed COMMIT decides only there.
  * A fence refused as a statement the server cannot run switches the path off (`fenceFailed`).
@@ -121,7 +124,7 @@ export function afterRefusedBegin(
   statement: { n: number } | { error: unknown },
   mark: { affectedRows?: number } | { error: unknown },
   commit: true | unknown,
-  handler: { fenceFailed?(error: unknown): void; silentAbortPossible?: boolean },
+  handler: { fenceFailed?(error: unknown): void; silentAbortPossible?: boolean; rollbackOnTimeout?: boolean },
 ): RefusedBeginOutcome | undefined {
   const fenceErrno = "error" in fenced ? errorFacts(fenced.error).errno : undefined;
   if (fenceErrno !== undefined && FENCE_UNSUPPORTED.has(fenceErrno)) handler.fenceFailed?.((fenced as { error: unknown }).error);
@@ -131,7 +134,9 @@ export function afterRefusedBegin(
   const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
   if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) return { begin, refused: begin };
   if ("n" in statement && "affectedRows" in mark && !handler.silentAbortPossible) return { begin, n: statement.n };
-  if ("n" in statement && "error" in mark && serverAnswered(mark.error) && commit === true && !mayRollBackTransaction(mark.error)) return { begin, n: statement.n };
+  if ("n" in statement && "error" in mark && serverAnswered(mark.error) && commit === true && !handler.silentAbortPossible && !mayRollBackTransaction(mark.error, handler.rollbackOnTimeout)) {
+    return { begin, n: statement.n };
+  }
   if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return { begin, answered: statement.error };
   return { begin, unknown: "error" in statement ? statement.error : "error" in mark ? mark.error : transactionEnded() };
 }

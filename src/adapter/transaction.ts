@@ -318,7 +318,7 @@ export class ResilientTransaction implements TransactionLike {
     write: boolean,
   ): Promise<number> | undefined {
     const silentAbortPossible = this.handler.galeraOf?.(this.connection) !== false;
-    const outcome = afterRefusedBegin(opening, statement, mark, commit, { fenceFailed: (e) => this.handler.fenceFailed?.(e), silentAbortPossible });
+    const outcome = afterRefusedBegin(opening, statement, mark, commit, { fenceFailed: (e) => this.handler.fenceFailed?.(e), silentAbortPossible, rollbackOnTimeout: this.handler.rollbackOnTimeout });
     if (!outcome) return undefined;
     if (write) this.writesInFlight--;
     // A mark table that is missing or not writable: as after any refused mark (markRefused).
