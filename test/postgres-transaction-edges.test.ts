@@ -173,6 +173,42 @@ for (const verifyCommits of [true, false]) {
   });
 }
 
+// The failed statement's ReadyForQuery in (the status byte says "E"), then the COMMIT's reply lost:
+// that COMMIT could not commit. Not "unknown", not verified and re-run: the transaction's failure.
+for (const verifyCommits of [true, false]) {
+  test(`a caught statement error, then the COMMIT's reply lost (verifyCommits: ${verifyCommits}): the transaction's failure, final, nothing committed`, { timeout: 30_000 }, async () => {
+    const proxy = await startProxy(server.host, server.port);
+    const { prisma, retries } = pgClient(proxy.urlFor(server.url), { adapter: { verifyCommits }, deadline: 10_000 });
+    const key = uniqueKey("pg-aborted-lost");
+    try {
+      let lost: Promise<void> | undefined;
+      const error = await within(
+        prisma
+          .$transaction(async (tx: any) => {
+            await tx.ledger.create({ data: { key, amount: 1 } });
+            await tx.$executeRawUnsafe("SELECT 1/0").catch(() => undefined);
+            lost ??= proxy.loseReplyTo("COMMIT");
+          })
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          ),
+        20_000,
+        "the transaction",
+      );
+      assert.ok(lost, "the callback ran");
+      await within(lost!, 5_000, "the COMMIT's reply lost");
+      assert.equal(await ledgerRows(server, key), 0, "nothing committed");
+      assert.ok(!isOutcomeUnknown(error), `not unknown (got ${(error as Error)?.name}: ${(error as Error)?.message})`);
+      assert.match(String((error as Error)?.message), /COMMIT rolled the transaction back/);
+      assert.equal(retries.length, 0, "not re-run");
+    } finally {
+      await prisma.$disconnect();
+      await proxy.close();
+    }
+  });
+}
+
 test("a multi-statement raw text with no parameters as the first statement of a transaction runs as it does bare", { timeout: 30_000 }, async () => {
   const { prisma } = pgClient(server.url);
   try {

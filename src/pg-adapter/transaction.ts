@@ -179,11 +179,13 @@ export class PgResilientTransaction implements PgTransactionLike {
       let sent: Promise<number>;
       try {
         sent = this.inner.executeRaw(params);
+        // The adapter did not call the client's query at once (another adapter-pg): the tag is not read.
+        if (this.tagNext) log("the COMMIT's command tag could not be read: a failed transaction is seen only by its status byte");
       } finally {
         this.tagNext = false;
       }
       const result = await sent;
-      rolledBack = failedBefore || this.commitTag === "ROLLBACK";
+      rolledBack = this.commitTag !== undefined ? this.commitTag === "ROLLBACK" : failedBefore;
       if (rolledBack) throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
       return result;
     } catch (e) {
@@ -192,6 +194,13 @@ export class PgResilientTransaction implements PgTransactionLike {
     } finally {
       this.ended = true;
       watch?.stop();
+    }
+    // Failed before its COMMIT was sent: that COMMIT cannot commit, whatever became of its reply. As
+    // final as when answered (no cause: the lost connection would make it look retryable).
+    if (failedBefore) {
+      if (classify(error) === "connection-lost") this.lost = true;
+      if (classify(error) !== "fatal") await this.handler.suspect(error);
+      throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
     }
     if (classify(error) === "connection-lost") this.lost = true;
     const context = { committedEarlier: this.committedEarlier, pid: this.pid };
