@@ -173,8 +173,9 @@ for (const verifyCommits of [true, false]) {
   });
 }
 
-// The failed statement's ReadyForQuery in (the status byte says "E"), then the COMMIT's reply lost:
-// that COMMIT could not commit. Not "unknown", not verified and re-run: the transaction's failure.
+// The failed statement's ReadyForQuery in (the status byte says "E") and nothing else in flight,
+// then the COMMIT's reply lost: that COMMIT could not commit. Not "unknown", not verified and re-run:
+// the transaction's failure. (With the ReadyForQuery still out, the usual verification decides.)
 for (const verifyCommits of [true, false]) {
   test(`a caught statement error, then the COMMIT's reply lost (verifyCommits: ${verifyCommits}): the transaction's failure, final, nothing committed`, { timeout: 30_000 }, async () => {
     const proxy = await startProxy(server.host, server.port);
@@ -187,6 +188,7 @@ for (const verifyCommits of [true, false]) {
           .$transaction(async (tx: any) => {
             await tx.ledger.create({ data: { key, amount: 1 } });
             await tx.$executeRawUnsafe("SELECT 1/0").catch(() => undefined);
+            await sleep(100); // its ReadyForQuery ("E") in, before the COMMIT is sent
             lost ??= proxy.loseReplyTo("COMMIT");
           })
           .then(

@@ -29,9 +29,11 @@ export interface PgTxHandler {
 const COMMIT_WORDS = new Set(["COMMIT", "END"]);
 
 /** A COMMIT the server turned into a ROLLBACK: the transaction had failed. Final, never re-run. */
-function abortedAtCommit(): Error {
+function abortedAtCommit(committedEarlier: boolean): Error {
   const error = new Error(
-    "COMMIT rolled the transaction back: a statement of it had failed (its error was caught inside the transaction), so nothing of it was committed",
+    committedEarlier
+      ? "COMMIT rolled the transaction back: a statement of it had failed (its error was caught inside the transaction), so nothing after its last raw COMMIT was committed"
+      : "COMMIT rolled the transaction back: a statement of it had failed (its error was caught inside the transaction), so nothing of it was committed",
   );
   (error as Error & { code: string }).code = "RESILIENCE_TRANSACTION_FAILED";
   return error;
@@ -169,7 +171,10 @@ export class PgResilientTransaction implements PgTransactionLike {
     // by its COMMIT, which the server answers with the tag ROLLBACK and no error: never acknowledged.
     // The tag decides: the status byte ("E") comes with the failed statement's ReadyForQuery, which
     // can arrive after its error, and so after the COMMIT was sent.
-    const failedBefore = this.client?.getTransactionStatus?.() === "E";
+    // Trusted only with nothing in flight: a query still unanswered (a ROLLBACK TO not awaited) can turn it back.
+    const client = this.client;
+    const settled = client !== undefined && client.readyForQuery === true && client.pipeline !== true && Array.isArray(client._queryQueue) && client._queryQueue.length === 0;
+    const failedBefore = settled && client.getTransactionStatus?.() === "E";
     const watch = who ? this.watchCommit(who) : undefined;
     let error: unknown;
     let rolledBack = false;
@@ -186,7 +191,7 @@ export class PgResilientTransaction implements PgTransactionLike {
       }
       const result = await sent;
       rolledBack = this.commitTag !== undefined ? this.commitTag === "ROLLBACK" : failedBefore;
-      if (rolledBack) throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
+      if (rolledBack) throw tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
       return result;
     } catch (e) {
       if (rolledBack && flightOf(e)) throw e;
@@ -197,10 +202,10 @@ export class PgResilientTransaction implements PgTransactionLike {
     }
     // Failed before its COMMIT was sent: that COMMIT cannot commit, whatever became of its reply. As
     // final as when answered (no cause: the lost connection would make it look retryable).
-    if (failedBefore) {
+    if (failedBefore && this.commitTag === undefined) {
       if (classify(error) === "connection-lost") this.lost = true;
       if (classify(error) !== "fatal") await this.handler.suspect(error);
-      throw tagged("commit", abortedAtCommit(), "COMMIT", { answered: true, pid: this.pid });
+      throw tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
     }
     if (classify(error) === "connection-lost") this.lost = true;
     const context = { committedEarlier: this.committedEarlier, pid: this.pid };

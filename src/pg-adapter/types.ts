@@ -23,6 +23,10 @@ export interface PgClientLike {
   _txStatus?: string | null;
   /** The status of the last ReadyForQuery: "I" idle, "T" in a transaction, "E" in a failed one (pg 8.12+). */
   getTransactionStatus?(): string | null;
+  /** pg 8: no query is waiting for its ReadyForQuery; `_queryQueue`: queries not sent yet; `pipeline`: sent without waiting. */
+  readyForQuery?: boolean;
+  _queryQueue?: unknown[];
+  pipeline?: boolean;
 }
 
 /** What verifying one lost COMMIT reply found (src/adapter/options.ts' CommitVerification). */
