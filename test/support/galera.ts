@@ -256,7 +256,12 @@ export class GaleraNode {
 
   /** Reads the node's wsrep status over a fresh socket connection (works on a non-Primary node). */
   async state(): Promise<GaleraState> {
-    const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", connectTimeout: 1000, queryTimeout: 2000 });
+    // Bounded by a timer, not the driver's queryTimeout: its `SET max_statement_time` at connect
+    // leaves a rejection unhandled when the node resets the connection then (mariadb 3.4.5 to 3.5.4,
+    // Connection.executeSessionTimeout; test/harness.test.ts), and the test runner fails whichever
+    // test is running. Seen in CI while a node restarted.
+    const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", connectTimeout: 1000 });
+    const bound = setTimeout(() => conn.destroy(), 2000);
     try {
       const rows: any[] = await conn.query(
         "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size','wsrep_cluster_status','wsrep_local_state','wsrep_local_state_comment','wsrep_ready')",
@@ -270,6 +275,7 @@ export class GaleraNode {
         ready: v.wsrep_ready === "ON",
       };
     } finally {
+      clearTimeout(bound);
       await conn.end().catch(() => conn.destroy());
     }
   }
