@@ -142,6 +142,16 @@ describe("reviewPool (pure)", () => {
     assert.deepEqual(reviewPool("mysql://u:p%20q@h/db?ssl=true", SERVER).warnings, []);
   });
 
+  test("the driver's queryTimeout (URL or config) is warned of: its SET at connect can leave a rejection unhandled", () => {
+    for (const input of ["mysql://u:p@h/db?queryTimeout=5000", { host: "h", user: "u", database: "db", queryTimeout: 5000 }] as const) {
+      const warnings = reviewPool(input as any, SERVER).warnings;
+      assert.ok(warnings.some((w) => /queryTimeout.*unhandled/.test(w)), `${JSON.stringify(input)}: ${warnings}`);
+    }
+    for (const input of ["mysql://u:p@h/db?queryTimeout=0", { host: "h", user: "u", database: "db", queryTimeout: 0 }, "mysql://u:p@h/db"] as const) {
+      assert.deepEqual(reviewPool(input as any, SERVER).warnings.filter((w) => /queryTimeout/.test(w)), [], JSON.stringify(input));
+    }
+  });
+
   test("unknown option keys are refused by name", () => {
     assert.throws(() => reviewPool("mysql://h/db", SERVER, { margni: 3 } as any), /reviewPool\(\): unknown option `margni`/);
     assert.throws(() => reviewPool("mysql://h/db", SERVER, "fast" as any), /options must be an object/);

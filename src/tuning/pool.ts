@@ -297,6 +297,14 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
   );
 
   const warnings: string[] = [];
+  const queryTimeout = typeof input === "string" ? Number(parseDatabaseUrl(input).params.get("queryTimeout") ?? 0) : Number((input as { queryTimeout?: unknown }).queryTimeout ?? 0);
+  if (queryTimeout > 0 || Number.isNaN(queryTimeout)) {
+    // mariadb's Connection.executeSessionTimeout drops the promise of its SET (3.4.5 to 3.5.4).
+    warnings.push(
+      "`queryTimeout` makes the driver send `SET max_statement_time` on every new connection, and leave its failure unhandled when the connection is reset then " +
+        "(mariadb up to 3.5.4; under Node's default --unhandled-rejections=throw that ends the process): leave it unset, and bound statements on the server (max_statement_time) or with Prisma's transaction timeout",
+    );
+  }
   if (typeof input === "string") {
     const misread = prismaMisreads(input);
     if (misread) warnings.push(misread);
