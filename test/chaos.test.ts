@@ -28,7 +28,9 @@ for (const mode of ["resilient", "resilient-unwrapped"] as ChaosMode[]) {
       downMs: 500,
     });
     console.log(JSON.stringify(summary(result)));
-    assert.ok(result.operations > 500, `the workload ran (${result.operations} operations)`);
+    // That the workload ran, not how fast: CI at 3cda263 ran 485 (unwrapped 799, both half their usual
+    // on a slow machine), with every data check clean. The mix check below asks > 10 of each kind.
+    assert.ok(result.operations > 200, `the workload ran (${result.operations} operations)`);
     assert.ok(result.killed >= 10, `connections were killed (${result.killed})`);
     assert.ok(result.retries > 0, "faults happened and were retried");
     for (const op of ["create-many", "increment", "delete", "raw-insert", "batch", "raw-read", "hot-transaction"]) {

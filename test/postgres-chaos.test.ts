@@ -34,7 +34,8 @@ for (const mode of ["resilient", "resilient-unwrapped"] as ChaosMode[]) {
       keyPrefix: `pg-${mode}-${Date.now().toString(36)}`,
     });
     console.log(JSON.stringify(summary(result)));
-    assert.ok(result.operations > 500, `the workload ran (${result.operations} operations)`);
+    // That the workload ran, not how fast (see test/chaos.test.ts: 513 seen here on a loaded machine).
+    assert.ok(result.operations > 200, `the workload ran (${result.operations} operations)`);
     assert.ok(result.killed >= 10, `backends were terminated (${result.killed})`);
     assert.equal(result.restarts, 1, "the server crashed and came back once");
     assert.ok(result.retries > 0, "faults happened and were retried");
