@@ -256,16 +256,18 @@ export class GaleraNode {
 
   /** Reads the node's wsrep status over a fresh socket connection (works on a non-Primary node). */
   async state(): Promise<GaleraState> {
-    // Bounded by a timer, not the driver's queryTimeout: its `SET max_statement_time` at connect
-    // leaves a rejection unhandled when the node resets the connection then (mariadb 3.4.5 to 3.5.4,
-    // Connection.executeSessionTimeout; test/harness.test.ts), and the test runner fails whichever
-    // test is running. Seen in CI while a node restarted.
+    // Bounded per query, not by the driver's queryTimeout option: that one's `SET max_statement_time`
+    // at connect leaves a rejection unhandled when the node resets the connection then (mariadb 3.4.5
+    // to 3.5.4, Connection.executeSessionTimeout; test/harness.test.ts), and the test runner fails
+    // whichever test is running (seen in CI while a node restarted). Nor by destroy() on a timer:
+    // with a query in flight it sends KILL on a new connection and leaves that promise unhandled.
     const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", connectTimeout: 1000 });
-    const bound = setTimeout(() => conn.destroy(), 2000);
+    conn.on("error", () => undefined);
     try {
-      const rows: any[] = await conn.query(
-        "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size','wsrep_cluster_status','wsrep_local_state','wsrep_local_state_comment','wsrep_ready')",
-      );
+      const rows: any[] = await conn.query({
+        sql: "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size','wsrep_cluster_status','wsrep_local_state','wsrep_local_state_comment','wsrep_ready')",
+        timeout: 2000,
+      });
       const v = Object.fromEntries(rows.map((r) => [String(r.Variable_name).toLowerCase(), String(r.Value)]));
       return {
         clusterSize: Number(v.wsrep_cluster_size ?? 0),
@@ -275,7 +277,6 @@ export class GaleraNode {
         ready: v.wsrep_ready === "ON",
       };
     } finally {
-      clearTimeout(bound);
       await conn.end().catch(() => conn.destroy());
     }
   }
