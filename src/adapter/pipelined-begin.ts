@@ -29,7 +29,11 @@ export const FENCE_FIRED = 1927;
 export const FENCE_UNSUPPORTED = new Set([1064, 1149, 1235, 1314]);
 
 export type Reply = { ok: unknown } | { error: unknown };
-const settle = (p: Promise<unknown>): Promise<Reply> => p.then((ok) => ({ ok }), (error: unknown) => ({ error }));
+const settle = (p: Promise<unknown>, onError?: (error: unknown) => void): Promise<Reply> =>
+  p.then(
+    (ok) => ({ ok }),
+    (error: unknown) => (onError?.(error), { error }),
+  );
 
 const SHIM_UNFIT = new WeakSet<object>();
 
@@ -70,12 +74,13 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
         if (cmd?.sql !== "BEGIN" || Object.keys(cmd).length !== 1 || rest.length > 0) return query.call(conn, cmd, ...rest);
         // Both are queued on the socket, in this order, before this returns (as strings: the driver
         // copies its connection options for a command given as an object).
-        const begun = settle(query.call(conn, "BEGIN"));
-        const fenced = settle(query.call(conn, FENCE));
-        // It fired only behind a refused BEGIN; a 1927 behind an open transaction is another session's KILL.
-        void Promise.all([begun, fenced]).then(([b, f]) => {
-          if ("error" in b && "error" in f && errorFacts(f.error).errno === FENCE_FIRED) FENCE_CLOSED.add(fenceKey(conn));
-        });
+        // It fired only behind a refused BEGIN; a 1927 behind an open transaction is another
+        // session's KILL. Flags set where each one fails: the normal path costs nothing.
+        let beginRefused = false;
+        let fenceFired = false;
+        const closedByFence = () => beginRefused && fenceFired && FENCE_CLOSED.add(fenceKey(conn));
+        const begun = settle(query.call(conn, "BEGIN"), () => ((beginRefused = true), closedByFence()));
+        const fenced = settle(query.call(conn, FENCE), (error) => ((fenceFired = errorFacts(error).errno === FENCE_FIRED), closedByFence()));
         opening = { key, begun, fenced };
         return Promise.resolve({ affectedRows: 0 });
       };
