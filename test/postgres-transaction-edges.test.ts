@@ -147,12 +147,18 @@ for (const verifyCommits of [true, false]) {
     const key = uniqueKey("pg-aborted-late");
     try {
       let split: Promise<void> | undefined;
+      // The race itself, not just its outcome: the callback saw the error and ended (so Prisma
+      // issued its COMMIT) while the ReadyForQuery was still held. pg sends one query at a time, so
+      // that COMMIT waits in the client's queue and reaches the server only after the hold.
+      let holdEnded = false;
+      let endedDuringHold: boolean | undefined;
       const error = await within(
         prisma
           .$transaction(async (tx: any) => {
             await tx.ledger.create({ data: { key, amount: 1 } });
-            split = proxy.delayPgMessage("1/0", "Z", 300);
+            split = proxy.delayPgMessage("1/0", "Z", 300).then(() => void (holdEnded = true));
             await tx.$executeRawUnsafe("SELECT 1/0").catch(() => undefined);
+            endedDuringHold = !holdEnded;
           })
           .then(
             () => undefined,
@@ -163,6 +169,7 @@ for (const verifyCommits of [true, false]) {
       );
       assert.ok(split, "the callback ran");
       await within(split!, 5_000, "the split reply");
+      assert.equal(endedDuringHold, true, "the callback ended (and COMMIT was issued) before the failed statement's ReadyForQuery arrived");
       assert.equal(await ledgerRows(server, key), 0, "nothing committed");
       assert.match(String((error as Error)?.message), /COMMIT rolled the transaction back/);
       assert.equal(retries.length, 0, "not re-run");
