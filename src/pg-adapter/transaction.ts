@@ -28,6 +28,14 @@ export interface PgTxHandler {
 
 const COMMIT_WORDS = new Set(["COMMIT", "END"]);
 
+let tagUnreadLogged = false;
+/** Once per process: the adapter in use does not let the COMMIT's tag be read. */
+function logTagUnread() {
+  if (tagUnreadLogged) return;
+  tagUnreadLogged = true;
+  log("the COMMIT's command tag could not be read: a failed transaction is seen only by its status byte");
+}
+
 /** A COMMIT the server turned into a ROLLBACK: the transaction had failed. Final, never re-run. */
 function abortedAtCommit(committedEarlier: boolean): Error {
   const error = new Error(
@@ -58,7 +66,6 @@ export class PgResilientTransaction implements PgTransactionLike {
   /** The COMMIT's command tag: "ROLLBACK" when the server rolled a failed transaction back. */
   private commitTag?: string;
   private readonly client?: PgClientLike;
-  private readonly originalQuery?: PgClientLike["query"];
   readonly createSavepoint?: (name: string) => Promise<void>;
   readonly rollbackToSavepoint?: (name: string) => Promise<void>;
   readonly releaseSavepoint?: (name: string) => Promise<void>;
@@ -70,33 +77,7 @@ export class PgResilientTransaction implements PgTransactionLike {
   ) {
     this.beginPending = options.beginPending === true;
     const client = (inner as any).client as PgClientLike | undefined;
-    if (client && typeof client.query === "function") {
-      this.client = client;
-      const original = client.query;
-      this.originalQuery = original;
-      const self = this;
-      // Only this transaction's next statement is changed; everything else goes through as it was.
-      client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
-        if (self.tagNext && callback === undefined && typeof values !== "function") {
-          self.tagNext = false;
-          const sent = original.call(client, config, values);
-          return typeof sent?.then === "function" ? sent.then((result: { command?: string } | undefined) => ((self.commitTag = result?.command), result)) : sent;
-        }
-        if (!self.withIdNext || typeof config !== "object" || config === null || typeof (config as any).submit === "function") {
-          return original.call(client, config, values, callback);
-        }
-        self.withIdNext = false;
-        const begin = self.beginPending;
-        self.beginPending = false;
-        return queryWithId({ query: (q) => original.call(client, q) }, config as QueryConfig, begin).then(({ result, xactId, serverStart }) => {
-          if (xactId !== null) {
-            self.xactId = xactId;
-            self.serverStart = serverStart ?? undefined;
-          }
-          return result;
-        });
-      };
-    }
+    if (client && typeof client.query === "function") this.client = client;
     if (inner.createSavepoint) this.createSavepoint = (name) => inner.createSavepoint!(name).catch((e) => this.onStatementError(e, "SAVEPOINT"));
     if (inner.rollbackToSavepoint) this.rollbackToSavepoint = (name) => inner.rollbackToSavepoint!(name).catch((e) => this.onStatementError(e, "ROLLBACK TO"));
     if (inner.releaseSavepoint) this.releaseSavepoint = (name) => inner.releaseSavepoint!(name).catch((e) => this.onStatementError(e, "RELEASE SAVEPOINT"));
@@ -125,9 +106,42 @@ export class PgResilientTransaction implements PgTransactionLike {
     return this.xactId;
   }
 
-  /** Puts the client's own query back: the client goes back to the pool after this. */
-  private restore() {
-    if (this.client && this.originalQuery) this.client.query = this.originalQuery;
+  /**
+   * Runs `send` (which calls the client's query at once, as adapter-pg does) with the client's query
+   * changed for the next statement only: with the id read (withIdNext), or the COMMIT's tag kept
+   * (tagNext). Put back before this returns, so no other query of the client ever sees the change.
+   */
+  private sendChanged<T>(send: () => T): T {
+    const client = this.client!;
+    const original = client.query;
+    const self = this;
+    client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+      if (self.tagNext && callback === undefined && typeof values !== "function") {
+        self.tagNext = false;
+        const sent = original.call(client, config, values);
+        return typeof sent?.then === "function" ? sent.then((result: { command?: string } | undefined) => ((self.commitTag = result?.command), result)) : sent;
+      }
+      if (!self.withIdNext || typeof config !== "object" || config === null || typeof (config as any).submit === "function") {
+        return original.call(client, config, values, callback);
+      }
+      self.withIdNext = false;
+      const begin = self.beginPending;
+      self.beginPending = false;
+      return queryWithId({ query: (q) => original.call(client, q) }, config as QueryConfig, begin).then(({ result, xactId, serverStart }) => {
+        if (xactId !== null) {
+          self.xactId = xactId;
+          self.serverStart = serverStart ?? undefined;
+        }
+        return result;
+      });
+    };
+    try {
+      return send();
+    } finally {
+      client.query = original;
+      this.withIdNext = false;
+      this.tagNext = false;
+    }
   }
 
   queryRaw(params: SqlQueryLike) {
@@ -148,12 +162,7 @@ export class PgResilientTransaction implements PgTransactionLike {
     // Not a multi-statement text: the read goes in the extended protocol, where that is refused.
     this.withIdNext =
       this.client !== undefined && (this.beginPending || (this.handler.verifying && this.xactId === undefined && !isMultiStatement(params.sql)));
-    let sent: Promise<T>;
-    try {
-      sent = send(params);
-    } finally {
-      this.withIdNext = false;
-    }
+    const sent = this.withIdNext ? this.sendChanged(() => send(params)) : send(params);
     return sent.catch((e) => this.onStatementError(e, params.sql));
   }
 
@@ -181,14 +190,14 @@ export class PgResilientTransaction implements PgTransactionLike {
     try {
       this.commitTag = undefined;
       this.tagNext = this.client !== undefined;
-      let sent: Promise<number>;
-      try {
-        sent = this.inner.executeRaw(params);
-        // The adapter did not call the client's query at once (another adapter-pg): the tag is not read.
-        if (this.tagNext) log("the COMMIT's command tag could not be read: a failed transaction is seen only by its status byte");
-      } finally {
-        this.tagNext = false;
-      }
+      const sent = this.client
+        ? this.sendChanged(() => {
+            const sending = this.inner.executeRaw(params);
+            // The adapter did not call the client's query at once (another adapter-pg): the tag is not read.
+            if (this.tagNext) logTagUnread();
+            return sending;
+          })
+        : this.inner.executeRaw(params);
       const result = await sent;
       rolledBack = this.commitTag !== undefined ? this.commitTag === "ROLLBACK" : failedBefore;
       if (rolledBack) throw tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
@@ -269,11 +278,9 @@ export class PgResilientTransaction implements PgTransactionLike {
   }
 
   commit() {
-    this.restore();
     return this.inner.commit();
   }
   rollback() {
-    this.restore();
     return this.inner.rollback().catch((e) => {
       if (this.lost || classify(e) === "connection-lost") return;
       throw tagged("rollback", e, "ROLLBACK", { committedEarlier: this.committedEarlier, pid: this.pid });
