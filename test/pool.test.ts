@@ -143,11 +143,14 @@ describe("reviewPool (pure)", () => {
   });
 
   test("the driver's queryTimeout (URL or config) is warned of: its SET at connect can leave a rejection unhandled", () => {
-    for (const input of ["mysql://u:p@h/db?queryTimeout=5000", { host: "h", user: "u", database: "db", queryTimeout: 5000 }] as const) {
+    // As the driver reads it (connection-options.js): parseInt in a URL, Number in a config object.
+    const warned = ["mysql://u:p@h/db?queryTimeout=5000", "mysql://u:p@h/db?queryTimeout=5000ms", { host: "h", user: "u", database: "db", queryTimeout: 5000 }, { host: "h", user: "u", database: "db", queryTimeout: "5000" }];
+    for (const input of warned) {
       const warnings = reviewPool(input as any, SERVER).warnings;
       assert.ok(warnings.some((w) => /queryTimeout.*unhandled/.test(w)), `${JSON.stringify(input)}: ${warnings}`);
     }
-    for (const input of ["mysql://u:p@h/db?queryTimeout=0", { host: "h", user: "u", database: "db", queryTimeout: 0 }, "mysql://u:p@h/db"] as const) {
+    const unset = ["mysql://u:p@h/db?queryTimeout=0", "mysql://u:p@h/db?queryTimeout=abc", "mysql://u:p@h/db?queryTimeout=-5x", { host: "h", user: "u", database: "db", queryTimeout: 0 }, { host: "h", user: "u", database: "db", queryTimeout: "abc" }, { host: "h", user: "u", database: "db", queryTimeout: -1 }, "mysql://u:p@h/db"];
+    for (const input of unset) {
       assert.deepEqual(reviewPool(input as any, SERVER).warnings.filter((w) => /queryTimeout/.test(w)), [], JSON.stringify(input));
     }
   });

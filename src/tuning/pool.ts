@@ -164,6 +164,13 @@ export function checkTuneOptions(options: TuneOptions = {}) {
   };
 }
 
+/** The queryTimeout the driver will use (0: none), read as it does (lib/config/connection-options.js): parseInt in a URL, Number in a config object. */
+function driverQueryTimeout(raw: unknown, fromUrl: boolean): number {
+  let value = raw;
+  if (fromUrl && typeof value === "string" && !Number.isNaN(parseInt(value, 10))) value = parseInt(value, 10);
+  return Number.isNaN(Number(value)) || Number(value) < 0 ? 0 : Number(value);
+}
+
 /** The settings a URL or config object asks for, explicit ones marked. */
 export function readPoolSettings(input: PoolInput): { settings: PoolSettings; explicit: Set<SettingName> } {
   const explicit = new Set<SettingName>();
@@ -297,18 +304,18 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
   );
 
   const warnings: string[] = [];
-  const queryTimeout = typeof input === "string" ? Number(parseDatabaseUrl(input).params.get("queryTimeout") ?? 0) : Number((input as { queryTimeout?: unknown }).queryTimeout ?? 0);
-  if (queryTimeout > 0 || Number.isNaN(queryTimeout)) {
+  const parsed = typeof input === "string" ? parseDatabaseUrl(input) : undefined;
+  if (driverQueryTimeout(parsed ? parsed.params.get("queryTimeout") : (input as { queryTimeout?: unknown }).queryTimeout, parsed !== undefined) > 0) {
     // mariadb's Connection.executeSessionTimeout drops the promise of its SET (3.4.5 to 3.5.4).
     warnings.push(
       "`queryTimeout` makes the driver send `SET max_statement_time` on every new connection, and leave its failure unhandled when the connection is reset then " +
         "(mariadb up to 3.5.4; under Node's default --unhandled-rejections=throw that ends the process): leave it unset, and bound statements on the server (max_statement_time) or with Prisma's transaction timeout",
     );
   }
-  if (typeof input === "string") {
-    const misread = prismaMisreads(input);
+  if (parsed) {
+    const misread = prismaMisreads(input as string);
     if (misread) warnings.push(misread);
-    for (const [key, value] of parseDatabaseUrl(input).params) {
+    for (const [key, value] of parsed.params) {
       if (key === "password" && value === "") warnings.push("`password=` is empty: the driver then connects without a password (the URL's own is ignored)");
       // Prisma 6's engine read these; the mariadb driver ignores them (TLS is `ssl=true` there).
       if (/^ssl./i.test(key)) warnings.push(`\`${key}\` is not a mariadb driver option and is ignored: TLS is on only with \`ssl=true\` (or \`ssl: {…}\` in a config object)`);
@@ -319,14 +326,13 @@ export function reviewPool(input: PoolInput, server: ServerTimeouts, options: Tu
   // never prints it. `redactedUrl` is the one to print.
   const hidden = (key: "url" | "config", value: unknown) =>
     Object.defineProperty(result, key, { value, enumerable: false, writable: false, configurable: false });
-  if (typeof input === "string") {
-    const u = parseDatabaseUrl(input);
-    for (const [k, v] of Object.entries(changed)) u.params.set(k, String(v));
-    const url = formatDatabaseUrl(u);
+  if (parsed) {
+    for (const [k, v] of Object.entries(changed)) parsed.params.set(k, String(v));
+    const url = formatDatabaseUrl(parsed);
     hidden("url", url);
     result.redactedUrl = redact(url);
   } else {
-    hidden("config", { ...input, ...changed });
+    hidden("config", { ...(input as object), ...changed });
   }
   return result;
 }
