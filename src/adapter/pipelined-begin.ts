@@ -19,6 +19,7 @@
 import type { AdapterLike, TransactionLike } from "../core/driver-adapter.ts";
 import { classify, errorFacts, provesNotSent, serverAnswered } from "../mysql/classify.ts";
 import { transactionEnded } from "../mysql/adapter-errors.ts";
+import { refusedMarkRolledBack } from "../mysql/marks.ts";
 
 /** MariaDB 10.1.1+ (anonymous compound statement): ends the session unless a transaction is open. */
 export const FENCE = "BEGIN NOT ATOMIC IF @@in_transaction = 0 THEN KILL CONNECTION_ID(); END IF; END";
@@ -99,13 +100,6 @@ export async function startPipelined(adapter: AdapterLike, keyFor: (conn: any) =
   }
 }
 
-/** An answer that may have rolled back a whole transaction: a deadlock or conflict (1205 unless innodb_rollback_on_timeout is known off), a full lock table. */
-function mayRollBackTransaction(error: unknown, rollbackOnTimeout: boolean | undefined): boolean {
-  const errno = errorFacts(error).errno;
-  if (errno === 1205) return rollbackOnTimeout !== false;
-  return classify(error) === "conflict" || errno === 1206;
-}
-
 /** What became of a flight whose BEGIN the server refused: BEGIN's answer, and one of the outcomes. */
 export type RefusedBeginOutcome = { begin: unknown } & ({ refused: unknown } | { n: number } | { answered: unknown } | { unknown: unknown });
 
@@ -139,7 +133,7 @@ export function afterRefusedBegin(
   const statementLost = "error" in statement && classify(statement.error) === "connection-lost" && !serverAnswered(statement.error);
   if (statementLost && (fenceErrno === FENCE_FIRED || !serverAnswered(fenced.error))) return { begin, refused: begin };
   if ("n" in statement && "affectedRows" in mark && !handler.silentAbortPossible) return { begin, n: statement.n };
-  if ("n" in statement && "error" in mark && serverAnswered(mark.error) && commit === true && !handler.silentAbortPossible && !mayRollBackTransaction(mark.error, handler.rollbackOnTimeout)) {
+  if ("n" in statement && "error" in mark && serverAnswered(mark.error) && commit === true && !handler.silentAbortPossible && refusedMarkRolledBack(mark.error, handler.rollbackOnTimeout) === "mark") {
     return { begin, n: statement.n };
   }
   if ("error" in statement && (serverAnswered(statement.error) || provesNotSent(statement.error))) return { begin, answered: statement.error };

@@ -10,7 +10,7 @@ import { tagged } from "./record.ts";
 import type { SqlQueryLike, TransactionLike } from "../core/driver-adapter.ts";
 
 export { tagged } from "./record.ts";
-import { countedMarkSql, countOf, markSql, TokenSource } from "../mysql/marks.ts";
+import { countedMarkSql, countOf, markSql, markTableUnusable, refusedMarkRolledBack, TokenSource } from "../mysql/marks.ts";
 import { asAdapterError, transactionEnded } from "../mysql/adapter-errors.ts";
 import type { FailureHandler } from "./failure-handler.ts";
 export type { FailureHandler } from "./failure-handler.ts";
@@ -37,8 +37,6 @@ const UNKNOWN_SYSTEM_VARIABLE = 1193;
 
 // The server status flag of an open transaction (MySQL protocol SERVER_STATUS_IN_TRANS).
 const IN_TRANS = 1;
-// Mark errors that say the table is unusable: verification goes off (anything else is passing).
-const TABLE_ERRORS = new Set([1146, 1142, 1054, 1143, 1044]);
 
 const SOCKET_TIMEOUT = 45026;
 
@@ -321,8 +319,8 @@ export class ResilientTransaction implements TransactionLike {
     const outcome = afterRefusedBegin(opening, statement, mark, commit, { fenceFailed: (e) => this.handler.fenceFailed?.(e), silentAbortPossible, rollbackOnTimeout: this.handler.rollbackOnTimeout });
     if (!outcome) return undefined;
     if (write) this.writesInFlight--;
-    // A mark table that is missing or not writable: as after any refused mark (markRefused).
-    if ("error" in mark && serverAnswered(mark.error) && TABLE_ERRORS.has(errorFacts(mark.error).errno ?? -1)) this.handler.markFailed?.(mark.error);
+    // As after any refused mark (markRefused).
+    if ("error" in mark && serverAnswered(mark.error)) this.noteMarkTable(mark.error);
     const threadId = this.threadId;
     // A read-only or not-ready answer (Galera) renews the pool, as for an awaited BEGIN.
     return this.handler.suspect(outcome.begin).then(() => {
@@ -349,21 +347,19 @@ export class ResilientTransaction implements TransactionLike {
 
   /** The server refused the mark: throws when that rolled the transaction back (or may have); returns when it failed the mark alone. */
   private markRefused(error: unknown): void {
-    const errno = errorFacts(error).errno;
     // A deadlock answered to the mark (or a Galera brute-force abort) rolled the whole
     // transaction back: the COMMIT behind it committed nothing, whatever it answered.
-    if (classify(error) === "conflict" && (errno !== 1205 || this.handler.rollbackOnTimeout === true)) {
-      throw tagged("commit", error, "COMMIT", { threadId: this.threadId });
-    }
-    // 1206 (lock table full) always rolls the whole transaction back: nothing committed (not retried).
-    if (errno === 1206) throw tagged("commit", error, "COMMIT", { threadId: this.threadId });
+    const rolledBack = refusedMarkRolledBack(error, this.handler.rollbackOnTimeout);
+    if (rolledBack === "transaction") throw tagged("commit", error, "COMMIT", { threadId: this.threadId });
     // 1205 where it is not known whether it rolled back the statement or the transaction.
-    if (errno === 1205 && this.handler.rollbackOnTimeout !== false) {
-      throw tagged("commit", error, "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
-    }
-    // Any other answer (1205 rolls back only the statement) failed the mark alone: the COMMIT's
-    // own answer decides, unverified.
-    if (errno !== undefined && TABLE_ERRORS.has(errno)) this.handler.markFailed?.(error);
+    if (rolledBack === "maybe") throw tagged("commit", error, "COMMIT", { threadId: this.threadId, verification: "unknown", answered: false });
+    // It failed the mark alone: the COMMIT's own answer decides, unverified.
+    this.noteMarkTable(error);
+  }
+
+  /** A mark table that is missing or not writable: verification goes off. */
+  private noteMarkTable(error: unknown): void {
+    if (markTableUnusable(error)) this.handler.markFailed?.(error);
   }
 
   private async onCommitError(e: unknown): Promise<never> {

@@ -2,6 +2,7 @@
 // sets it inside the transaction, sent together with the COMMIT.
 import { createHash, randomBytes } from "node:crypto";
 import type { SessionIdentity } from "./identity.ts";
+import { classify, errorFacts } from "./classify.ts";
 
 export const COMMIT_TABLE = "_resilience_commits";
 
@@ -92,4 +93,24 @@ export function countOf(token: string, prefix: string): number | undefined {
   if (token.length !== 32 || !token.startsWith(prefix)) return undefined;
   const n = Number.parseInt(token.slice(24), 16);
   return Number.isInteger(n) && n < COUNT_CAP ? n : undefined;
+}
+
+// Mark errors that say the table is unusable (missing, no privilege, wrong columns): verification goes off.
+const TABLE_ERRORS = new Set([1146, 1142, 1054, 1143, 1044]);
+
+/** The server's answer to the mark says its table is unusable. */
+export function markTableUnusable(error: unknown): boolean {
+  return TABLE_ERRORS.has(errorFacts(error).errno ?? -1);
+}
+
+/**
+ * What an error the server answered to the mark rolled back: the whole transaction (a deadlock, a
+ * Galera brute-force abort, 1206 lock table full; 1205 where innodb_rollback_on_timeout is on), maybe
+ * the whole transaction (1205 where that setting is not known), or the mark alone (anything else).
+ */
+export function refusedMarkRolledBack(error: unknown, rollbackOnTimeout: boolean | undefined): "transaction" | "maybe" | "mark" {
+  const errno = errorFacts(error).errno;
+  if (errno === 1205) return rollbackOnTimeout === true ? "transaction" : rollbackOnTimeout === false ? "mark" : "maybe";
+  if (classify(error) === "conflict" || errno === 1206) return "transaction";
+  return "mark";
 }

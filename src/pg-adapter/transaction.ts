@@ -200,7 +200,7 @@ export class PgResilientTransaction implements PgTransactionLike {
         : this.inner.executeRaw(params);
       const result = await sent;
       rolledBack = this.commitTag !== undefined ? this.commitTag === "ROLLBACK" : failedBefore;
-      if (rolledBack) throw tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
+      if (rolledBack) throw this.rolledBackAtCommit();
       return result;
     } catch (e) {
       if (rolledBack && flightOf(e)) throw e;
@@ -214,7 +214,7 @@ export class PgResilientTransaction implements PgTransactionLike {
     if (failedBefore && this.commitTag === undefined) {
       if (classify(error) === "connection-lost") this.lost = true;
       if (classify(error) !== "fatal") await this.handler.suspect(error);
-      throw tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
+      throw this.rolledBackAtCommit();
     }
     if (classify(error) === "connection-lost") this.lost = true;
     const context = { committedEarlier: this.committedEarlier, pid: this.pid };
@@ -231,6 +231,11 @@ export class PgResilientTransaction implements PgTransactionLike {
     if (verdict === "committed") return 0;
     await this.handler.suspect(error);
     throw tagged("commit", error, "COMMIT", { ...context, readOnly: false, verification: verdict, duringOutage: this.handler.serverDown });
+  }
+
+  /** The COMMIT of a failed transaction: it rolled back, an answer as final as any. */
+  private rolledBackAtCommit(): unknown {
+    return tagged("commit", abortedAtCommit(this.committedEarlier), "COMMIT", { answered: true, committedEarlier: this.committedEarlier, pid: this.pid });
   }
 
   /**

@@ -17,9 +17,7 @@ export interface ResilientHandle {
   adapter: unknown;
 }
 
-function build(url: string, wrap: boolean, options: ResilienceOptions, retries: RetryContext[], adapterOptions?: ResilientAdapterOptions, built: { adapter?: unknown } = {}) {
-  const adapter = wrap ? withResilience(new PrismaMariaDb(url), adapterOptions) : new PrismaMariaDb(url);
-  built.adapter = adapter;
+function build(adapter: PrismaMariaDb, options: ResilienceOptions, retries: RetryContext[]) {
   const onRetry = options.onRetry;
   return new PrismaClient({ adapter }).$extends(
     resilience({
@@ -37,10 +35,10 @@ export function resilientClient(
   url: string,
   options: ResilienceOptions & { wrap?: boolean; adapter?: ResilientAdapterOptions } = {},
 ): ResilientHandle {
-  const { wrap = true, adapter, ...rest } = options;
+  const { wrap = true, adapter: adapterOptions, ...rest } = options;
   const retries: RetryContext[] = [];
-  const built: { adapter?: unknown } = {};
-  return { prisma: build(url, wrap, rest, retries, adapter, built), retries, adapter: built.adapter };
+  const adapter = wrap ? withResilience(new PrismaMariaDb(url), adapterOptions) : new PrismaMariaDb(url);
+  return { prisma: build(adapter, rest, retries), retries, adapter };
 }
 
 /** Adds connection-pool options to a URL (mariadb driver query parameters). */
