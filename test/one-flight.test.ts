@@ -166,6 +166,34 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
     });
   });
 
+  // The mark refused alone (its table renamed in the flight: 1146, which rolls back nothing) behind
+  // a refused BEGIN and fence, the COMMIT answered OK: committed either way, by the statement alone
+  // (autocommit on) or by that COMMIT (autocommit=0 opened a transaction at the statement).
+  for (const autocommit of [true, false]) {
+    test(`BEGIN and the fence both refused, the mark refused alone (1146), the COMMIT OK, autocommit ${autocommit ? "on" : "0"}: acknowledged once, one row, nothing re-run`, async () => {
+      await withProxy(db, async (proxy, url) => {
+        const { prisma, retries } = client(autocommit ? url : withParams(url, { initSql: "SET@@autocommit=0" }));
+        const key = uniqueKey(`of-mark-alone-${autocommit}`);
+        await prisma.ledger.count();
+        await sleep(200);
+        const refused = refuseBoth(proxy);
+        const markRefused = proxy.rewriteOnce(Buffer.from("INTO `_resilience_commits`"), Buffer.from("INTO `_resilience_commitX`"));
+        const outcome = await within(
+          prisma.ledger.createMany({ data: [{ key, amount: 1 }] }).then((r: any) => ({ count: r.count }), (e: any) => ({ error: e })),
+          15_000,
+          "the createMany",
+        );
+        await happened(refused, "BEGIN and the fence refused");
+        await happened(markRefused, "the mark refused");
+        await sleep(300);
+        assert.equal(await ledgerRows(db, key), 1, "committed, once");
+        const error = (outcome as { error?: any }).error;
+        assert.deepEqual(outcome, { count: 1 }, `acknowledged (got ${error?.name}: ${error?.message})`);
+        assert.equal(retries.length, 0, "nothing re-run");
+      });
+    });
+  }
+
   test("a fence the server cannot run (refused 1064) inside the transaction BEGIN opened: acknowledged once; later writes await BEGIN, send no fence, stay verified", async () => {
     await withProxy(db, async (proxy, url) => {
       const { prisma, retries } = client(url);
