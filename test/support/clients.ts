@@ -2,6 +2,7 @@
 // wrapper), all on the generated client of prisma/schema.prisma.
 import { PrismaMariaDb } from "@prisma/adapter-mariadb";
 import { PrismaClient } from "../../generated/prisma/client.ts";
+import { within } from "./bounded.ts";
 import { resilience, withResilience, type ResilienceOptions, type ResilientAdapterOptions, type RetryContext } from "../../src/index.ts";
 
 export type Bare = PrismaClient;
@@ -60,8 +61,11 @@ export function trackedClients(defaults: Parameters<typeof resilientClient>[1] =
       handles.push(h);
       return h;
     },
+    /** Every client disconnected, each bounded (15 s): a hung $disconnect fails the hook, never hangs it. */
     async disconnectAll() {
-      for (const h of handles.splice(0)) await h.prisma.$disconnect().catch(() => undefined);
+      const all = handles.splice(0).map((h) => within(h.prisma.$disconnect().catch(() => undefined), 15_000, "$disconnect()"));
+      const failed = (await Promise.allSettled(all)).find((r) => r.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
     },
   };
 }

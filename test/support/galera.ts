@@ -78,7 +78,7 @@ export async function killGuarded(child: ChildProcess, timeoutMs = 10_000): Prom
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   killGroup(child.pid!);
-  await Promise.race([exited, sleep(timeoutMs).then(() => Promise.reject(new Error(`pid ${child.pid} survived kill -9 for ${timeoutMs} ms`)))]);
+  await Promise.race([exited, sleep(timeoutMs, undefined, { ref: false }).then(() => Promise.reject(new Error(`pid ${child.pid} survived kill -9 for ${timeoutMs} ms`)))]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +261,9 @@ export class GaleraNode {
     // to 3.5.4, Connection.executeSessionTimeout; test/harness.test.ts), and the test runner fails
     // whichever test is running (seen in CI while a node restarted). Nor by destroy() on a timer:
     // with a query in flight it sends KILL on a new connection and leaves that promise unhandled.
-    const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", connectTimeout: 1000 });
+    // socketTimeout: a node that answers nothing (stopped, wedged) fails the read in 3 s (the
+    // driver's own fatal timeout: the socket destroyed, no KILL sent).
+    const conn = await mariadb.createConnection({ socketPath: this.socket, user: "root", connectTimeout: 1000, socketTimeout: 3000 });
     conn.on("error", () => undefined);
     try {
       const rows: any[] = await conn.query({
@@ -316,7 +318,8 @@ export class GaleraNode {
   async closeAdmin() {
     const pool = this.adminPool;
     this.adminPool = undefined;
-    await pool?.end().catch(() => undefined);
+    // Bounded: ending waits for each idle connection's QUIT reply, which a wedged node never sends.
+    await Promise.race([pool?.end().catch(() => undefined), sleep(5000, undefined, { ref: false })]);
   }
 
   /** kill -9 (no shutdown: its peers see it vanish). */

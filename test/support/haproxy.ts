@@ -150,7 +150,8 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
     return out;
   };
 
-  // Wait until haproxy listens and answers on its runtime API.
+  // Wait until haproxy listens and answers on its runtime API (a child that never did is killed:
+  // it would keep this test process alive).
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`haproxy exited at start-up (code ${child.exitCode})`);
@@ -158,7 +159,11 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
       await serverStates();
       break;
     } catch {
-      if (Date.now() > deadline) throw new Error("haproxy did not start within 10 s");
+      if (Date.now() > deadline) {
+        await killGuarded(child as ChildProcess).catch(() => undefined);
+        release();
+        throw new Error("haproxy did not start within 10 s");
+      }
       await sleep(50);
     }
   }
@@ -260,7 +265,13 @@ export async function haproxyForGalera(cluster: GaleraCluster, options: Omit<Hap
       ...options,
       servers: cluster.nodes.map((n, i) => ({ name: n.name, port: n.port, check: { httpPort: checks[i].port } })),
     });
-    for (const n of cluster.nodes) if (n.running) await haproxy.waitForServerState(n.name, (s) => s === "UP", "UP");
+    try {
+      for (const n of cluster.nodes) if (n.running) await haproxy.waitForServerState(n.name, (s) => s === "UP", "UP");
+    } catch (error) {
+      // Not left running: its child would keep this test process alive.
+      await haproxy.stop().catch(() => undefined);
+      throw error;
+    }
     return {
       haproxy,
       url: haproxy.urlFor(cluster.nodes[0].url),
