@@ -109,13 +109,18 @@ export class PgResilientTransaction implements PgTransactionLike {
   /**
    * Runs `send` (which calls the client's query at once, as adapter-pg does) with the client's query
    * changed for the next statement only: with the id read (withIdNext), or the COMMIT's tag kept
-   * (tagNext). Put back before this returns, so no other query of the client ever sees the change.
+   * (tagNext). Only a query of `sql`'s text is changed (not one the adapter or a callback sends
+   * before it). Put back as it was (an own property or the prototype's) before this returns, so no
+   * other query of the client ever sees the change.
    */
-  private sendChanged<T>(send: () => T): T {
+  private sendChanged<T>(sql: string, send: () => T): T {
     const client = this.client!;
     const original = client.query;
+    const own = Object.prototype.hasOwnProperty.call(client, "query");
     const self = this;
     client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+      const text = typeof config === "string" ? config : typeof config === "object" && config !== null ? (config as { text?: unknown }).text : undefined;
+      if (text !== sql) return original.call(client, config, values, callback);
       if (self.tagNext && callback === undefined && typeof values !== "function") {
         self.tagNext = false;
         const sent = original.call(client, config, values);
@@ -138,7 +143,8 @@ export class PgResilientTransaction implements PgTransactionLike {
     try {
       return send();
     } finally {
-      client.query = original;
+      if (own) client.query = original;
+      else delete (client as { query?: unknown }).query;
       this.withIdNext = false;
       this.tagNext = false;
     }
@@ -162,7 +168,7 @@ export class PgResilientTransaction implements PgTransactionLike {
     // Not a multi-statement text: the read goes in the extended protocol, where that is refused.
     this.withIdNext =
       this.client !== undefined && (this.beginPending || (this.handler.verifying && this.xactId === undefined && !isMultiStatement(params.sql)));
-    const sent = this.withIdNext ? this.sendChanged(() => send(params)) : send(params);
+    const sent = this.withIdNext ? this.sendChanged(params.sql, () => send(params)) : send(params);
     return sent.catch((e) => this.onStatementError(e, params.sql));
   }
 
@@ -191,7 +197,7 @@ export class PgResilientTransaction implements PgTransactionLike {
       this.commitTag = undefined;
       this.tagNext = this.client !== undefined;
       const sent = this.client
-        ? this.sendChanged(() => {
+        ? this.sendChanged(params.sql, () => {
             const sending = this.inner.executeRaw(params);
             // The adapter did not call the client's query at once (another adapter-pg): the tag is not read.
             if (this.tagNext) logTagUnread();
