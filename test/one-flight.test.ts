@@ -29,6 +29,15 @@ async function usersWith(email: string): Promise<number> {
   return Number(row.n);
 }
 
+/** A one-row createMany, bounded: its count, or its error. */
+function createOne(prisma: any, key: string): Promise<{ count: number } | { error: any }> {
+  return within(
+    prisma.ledger.createMany({ data: [{ key, amount: 1 }] }).then((r: any) => ({ count: r.count }), (e: any) => ({ error: e })),
+    15_000,
+    "the createMany",
+  );
+}
+
 describe("one flight: statement, mark and COMMIT, every reply lost", () => {
   test("a statement the server refused (duplicate key): not acknowledged, not unknown, the server's answer; one row", async () => {
     await withProxy(db, async (proxy, url) => {
@@ -149,11 +158,7 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
       await sleep(200);
       const refused = refuseBoth(proxy);
       const commitRefused = proxy.rewriteOnce(Buffer.from("\x03COMMIT"), Buffer.from("\x03COMMIX"));
-      const outcome = await within(
-        prisma.ledger.createMany({ data: [{ key, amount: 1 }] }).then((r: any) => ({ count: r.count }), (e: any) => ({ error: e })),
-        15_000,
-        "the createMany",
-      );
+      const outcome = await createOne(prisma, key);
       await happened(refused, "BEGIN and the fence refused");
       await happened(commitRefused, "the COMMIT refused");
       await sleep(300);
@@ -178,11 +183,7 @@ describe("one flight: statement, mark and COMMIT, every reply lost", () => {
         await sleep(200);
         const refused = refuseBoth(proxy);
         const markRefused = proxy.rewriteOnce(Buffer.from("INTO `_resilience_commits`"), Buffer.from("INTO `_resilience_commitX`"));
-        const outcome = await within(
-          prisma.ledger.createMany({ data: [{ key, amount: 1 }] }).then((r: any) => ({ count: r.count }), (e: any) => ({ error: e })),
-          15_000,
-          "the createMany",
-        );
+        const outcome = await createOne(prisma, key);
         await happened(refused, "BEGIN and the fence refused");
         await happened(markRefused, "the mark refused");
         await sleep(300);
