@@ -162,6 +162,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
       if (Date.now() > deadline) {
         await killGuarded(child as ChildProcess).catch(() => undefined);
         release();
+        rmSync(dir, { recursive: true, force: true });
         throw new Error("haproxy did not start within 10 s");
       }
       await sleep(50);
