@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PgResilientTransaction } from "../src/pg-adapter/transaction.ts";
+import { flightOf, mayHaveCommitted } from "../src/core/flight.ts";
 
 class FakeClient {
   readyForQuery = true;
@@ -75,4 +76,28 @@ test("an adapter that throws synchronously: the COMMIT fails, the client's query
   assert.ok(error, "the COMMIT failed");
   assert.equal(Object.prototype.hasOwnProperty.call(client, "query"), false);
   assert.deepEqual(client.sent, []);
+});
+
+test("the wrapper's own transaction, its first statement sent by the adapter in another text: it ran without BEGIN, so its lost reply may have committed (never 'rolled back')", async () => {
+  const client = new FakeClient();
+  const lostReply = () => Object.assign(new Error("Connection terminated unexpectedly"), {});
+  const inner = {
+    provider: "postgres",
+    adapterName: "@prisma/adapter-pg",
+    options: {},
+    client,
+    // An adapter that rewrites the text (here: a trailing space): the changed query lets it pass unchanged.
+    executeRaw: (params: { sql: string }) => client.query({ text: `${params.sql} ` }).then(() => Promise.reject(lostReply())),
+    queryRaw: () => Promise.resolve({}),
+    commit: () => Promise.resolve(),
+    rollback: () => Promise.resolve(),
+  };
+  const tx = new PgResilientTransaction(inner as any, { ...handler, verifying: true } as any, { beginPending: true });
+  const error = await tx.executeRaw({ sql: 'INSERT INTO "Ledger" (key, amount) VALUES ($1, 1)', args: ["k"], argTypes: [] } as any).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.deepEqual(client.sent, ['INSERT INTO "Ledger" (key, amount) VALUES ($1, 1) '], "sent as the adapter made it: no BEGIN with it");
+  assert.equal(flightOf(error)?.committedEarlier, true, "it may have committed on its own");
+  assert.equal(mayHaveCommitted(flightOf(error)!), true);
 });

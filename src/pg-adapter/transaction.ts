@@ -36,6 +36,14 @@ function logTagUnread() {
   log("the COMMIT's command tag could not be read: a failed transaction is seen only by its status byte");
 }
 
+let idUnreadLogged = false;
+/** Once per process: the adapter in use did not send a statement as expected, so the transaction id was not read with it. */
+function logIdUnread() {
+  if (idUnreadLogged) return;
+  idUnreadLogged = true;
+  log("a statement went out without the transaction id read (the adapter sent it in another form): its transaction is not verified (and where a BEGIN was to go with it, it ran on its own)");
+}
+
 /** A COMMIT the server turned into a ROLLBACK: the transaction had failed. Final, never re-run. */
 function abortedAtCommit(committedEarlier: boolean): Error {
   const error = new Error(
@@ -59,6 +67,8 @@ export class PgResilientTransaction implements PgTransactionLike {
   private serverStart?: string;
   /** The next query on the client goes out with the id read (set and cleared synchronously around the call). */
   private withIdNext = false;
+  /** A statement that was to read the id went out without it: "no id" proves nothing written. */
+  private idMissed = false;
   /** The wrapper's own transaction: BEGIN has not been sent yet; it goes in the first statement's flight. */
   private beginPending: boolean;
   /** The next query on the client is the COMMIT: its command tag is kept (set and cleared synchronously around the call). */
@@ -118,13 +128,15 @@ export class PgResilientTransaction implements PgTransactionLike {
     const original = client.query;
     const own = Object.prototype.hasOwnProperty.call(client, "query");
     const self = this;
-    client.query = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+    const changed = function (this: unknown, config: unknown, values?: unknown, callback?: unknown) {
       const text = typeof config === "string" ? config : typeof config === "object" && config !== null ? (config as { text?: unknown }).text : undefined;
       if (text !== sql) return original.call(client, config, values, callback);
       if (self.tagNext && callback === undefined && typeof values !== "function") {
         self.tagNext = false;
         const sent = original.call(client, config, values);
-        return typeof sent?.then === "function" ? sent.then((result: { command?: string } | undefined) => ((self.commitTag = result?.command), result)) : sent;
+        if (typeof sent?.then === "function") return sent.then((result: { command?: string } | undefined) => ((self.commitTag = result?.command), result));
+        logTagUnread();
+        return sent;
       }
       if (!self.withIdNext || typeof config !== "object" || config === null || typeof (config as any).submit === "function") {
         return original.call(client, config, values, callback);
@@ -141,10 +153,22 @@ export class PgResilientTransaction implements PgTransactionLike {
       });
     };
     try {
+      client.query = changed;
       return send();
     } finally {
       if (own) client.query = original;
       else delete (client as { query?: unknown }).query;
+      if (this.withIdNext) {
+        // The statement did not go through the changed query (an adapter that sends another text,
+        // or later): no id was read, and no BEGIN went with it, so it ran on its own and may
+        // have committed; from now on the transaction is treated as one that committed part of itself.
+        this.idMissed = true;
+        if (this.beginPending) {
+          this.beginPending = false;
+          this.committedEarlier = true;
+        }
+        logIdUnread();
+      }
       this.withIdNext = false;
       this.tagNext = false;
     }
@@ -226,7 +250,7 @@ export class PgResilientTransaction implements PgTransactionLike {
     const context = { committedEarlier: this.committedEarlier, pid: this.pid };
     // Nothing of the transaction wrote (by its text, and by the server: no id) : its lost COMMIT is like
     // a lost read. A transaction that wrote without an id (NOTIFY gets one only at COMMIT) is not.
-    const readOnly = !this.committedEarlier && !this.wrote && (!this.handler.verifying || !this.client || this.xactId === undefined);
+    const readOnly = !this.committedEarlier && !this.wrote && (!this.handler.verifying || !this.client || (this.xactId === undefined && !this.idMissed));
     // An error the server answered (40001 at COMMIT …) is "not applied"; one that proves it unsent too.
     if (!who || this.committedEarlier || serverAnswered(error) || provesNotSent(error)) {
       if (classify(error) !== "fatal") await this.handler.suspect(error);

@@ -112,7 +112,10 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
   const cfgFile = join(dir, "haproxy.cfg");
   writeFileSync(cfgFile, config);
   const check = spawnSync(bin, ["-c", "-f", cfgFile], { encoding: "utf8" });
-  if (check.status !== 0) throw new Error(`haproxy rejected its config:\n${check.stdout}${check.stderr}\n${config}`);
+  if (check.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`haproxy rejected its config:\n${check.stdout}${check.stderr}\n${config}`);
+  }
   const { child, release } = spawnGuarded(bin, ["-f", cfgFile, "-db"], dir);
   let stopped = false;
   const sockPath = join(dir, "admin.sock");
@@ -154,7 +157,11 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
   // it would keep this test process alive).
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`haproxy exited at start-up (code ${child.exitCode})`);
+    if (child.exitCode !== null) {
+      release();
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`haproxy exited at start-up (code ${child.exitCode})`);
+    }
     try {
       await serverStates();
       break;
@@ -162,7 +169,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
       if (Date.now() > deadline) {
         await killGuarded(child as ChildProcess).catch(() => undefined);
         release();
-        rmSync(dir, { recursive: true, force: true });
+        rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
         throw new Error("haproxy did not start within 10 s");
       }
       await sleep(50);
