@@ -17,7 +17,7 @@ import { ClusterNodes } from "./nodes.ts";
 import type { ResolvedAdapterOptions } from "./options.ts";
 import { PoolWatch } from "./pool.ts";
 import { Sessions } from "./sessions.ts";
-import { flavorOf, SideConnections, type Flavor, type ProbeTarget } from "./side.ts";
+import { flavorOf, SideConnections, type Flavor, type PooledLike, type ProbeTarget } from "./side.ts";
 import { ResilientTransaction, tagged, type FailureHandler } from "./transaction.ts";
 import { verifiedWrite } from "./verified-write.ts";
 import type { AdapterFactoryLike, AdapterLike, SqlQueryLike } from "../core/driver-adapter.ts";
@@ -84,6 +84,11 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
     const side = new SideConnections(
       () => this.config,
       () => this.target,
+      // The adapter's own (promise) pool: adapter-mariadb's `client`.
+      async () => {
+        const pool = (this.current as { client?: { getConnection?: () => Promise<PooledLike> } } | undefined)?.client;
+        return typeof pool?.getConnection === "function" ? await pool.getConnection() : undefined;
+      },
     );
     this.nodes = new ClusterNodes(side);
     this.health = new ServerHealth(options, side, {

@@ -96,6 +96,12 @@ export interface SideConnection {
   destroy(): void;
 }
 
+/** A connection of mariadb's pool (getConnection()). Its destroy() is guarded: see pool.ts guardDestroy. */
+export interface PooledLike {
+  query(sql: string, values?: unknown[]): Promise<any>;
+  destroy(): void;
+}
+
 /**
  * Opens side connections and remembers the ones still being made, so that close() leaves nothing
  * behind: an attempt that answers after its caller gave up is closed properly when it does.
@@ -112,7 +118,27 @@ export class SideConnections {
   constructor(
     private readonly config: () => ConnOptions | undefined,
     private readonly target: () => ProbeTarget | undefined,
+    /** A connection of the app's own pool (undefined: none to be had), for when the account may open no more. */
+    private readonly fromPool?: () => Promise<PooledLike | undefined>,
   ) {}
+
+  /**
+   * A connection of the app's own pool, used as a side connection: where the account has all the
+   * connections it may have (MAX_USER_CONNECTIONS, 1226), all of them the pool's, no side connection
+   * can be opened, and a verification would wait in vain. Never given back to the pool (its session
+   * may have been changed): ended, and the pool opens another when it needs one. Bounded by `timeoutMs`.
+   */
+  async borrowFromPool(timeoutMs: number): Promise<SideConnection | undefined> {
+    if (!this.fromPool || this.closed) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+    const getting = this.fromPool().catch(() => undefined);
+    const pooled = await Promise.race([getting, late]);
+    clearTimeout(timer);
+    // One that came too late is not kept from the pool for good.
+    if (!pooled) return void getting.then((p) => p?.destroy());
+    return { query: (sql, values) => pooled.query(sql, values), end: async () => pooled.destroy(), destroy: () => pooled.destroy() };
+  }
 
   get isClosed(): boolean {
     return this.closed;

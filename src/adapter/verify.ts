@@ -34,8 +34,10 @@ export async function prepareCommitTable(
   /** `@@innodb_rollback_on_timeout`, when it could be read. */
   rollbackOnTimeout?: boolean;
 }> {
-  const { conn, result } = await side.connect(timeoutMs);
-  if (!conn) return { ok: false, why: `no side connection (${result.ok ? "?" : result.reason})`, reached: false };
+  let { conn, result } = await side.connect(timeoutMs);
+  // Answered, but no connection: the account has all it may have (failureOf), all of them the pool's.
+  if (!conn && result.ok) conn = await side.borrowFromPool(timeoutMs);
+  if (!conn) return { ok: false, why: `no side connection (${result.ok ? "the account's connection limit" : result.reason})`, reached: false };
   // Never held up for long (a table lock, a metadata lock): the side connection is destroyed.
   const timer = setTimeout(() => void side.release(conn, true), timeoutMs * 2);
   try {
@@ -201,7 +203,10 @@ async function withSide<T>(
   use: (conn: SideConnection) => Promise<T | undefined>,
   refused?: () => Promise<T | undefined>,
 ): Promise<T | undefined> {
-  const { conn, result } = await side.connect(Math.max(50, Math.min(1000, v.deadlineAt - performance.now())), at);
+  const wait = Math.max(50, Math.min(1000, v.deadlineAt - performance.now()));
+  let { conn, result } = await side.connect(wait, at);
+  // Answered, but no connection: the account has all it may have (failureOf), all of them the pool's.
+  if (!conn && result.ok && !at) conn = await side.borrowFromPool(wait);
   if (!conn) return !result.ok && result.reason === "connection refused" && refused ? await refused() : undefined;
   let timedOut = false;
   const timer = setTimeout(() => {
