@@ -85,9 +85,11 @@ export class ResilientAdapter implements AdapterLike, FailureHandler {
       () => this.config,
       () => this.target,
       // The adapter's own (promise) pool: adapter-mariadb's `client`.
+      // Only an idle one: a place in the pool's queue would go ahead of the app's callers.
       async () => {
-        const pool = (this.current as { client?: { getConnection?: () => Promise<PooledLike> } } | undefined)?.client;
-        return typeof pool?.getConnection === "function" ? await pool.getConnection() : undefined;
+        const pool = (this.current as { client?: { getConnection?: () => Promise<PooledLike>; idleConnections?: () => number } } | undefined)?.client;
+        if (typeof pool?.getConnection !== "function" || typeof pool.idleConnections !== "function" || pool.idleConnections() < 1) return undefined;
+        return await pool.getConnection();
       },
     );
     this.nodes = new ClusterNodes(side);

@@ -99,6 +99,7 @@ export interface SideConnection {
 /** A connection of mariadb's pool (getConnection()). Its destroy() is guarded: see pool.ts guardDestroy. */
 export interface PooledLike {
   query(sql: string, values?: unknown[]): Promise<any>;
+  release(): Promise<void>;
   destroy(): void;
 }
 
@@ -108,6 +109,8 @@ export interface PooledLike {
  */
 export class SideConnections {
   private closed = false;
+  /** A pool connection is borrowed (borrowFromPool): one at a time. */
+  private borrowing = false;
   private readonly open = new Set<SideConnection>();
   private readonly sockets = new WeakMap<SideConnection, Socket>();
   /** Sockets of connections still being made. */
@@ -123,21 +126,47 @@ export class SideConnections {
   ) {}
 
   /**
-   * A connection of the app's own pool, used as a side connection: where the account has all the
-   * connections it may have (MAX_USER_CONNECTIONS, 1226), all of them the pool's, no side connection
-   * can be opened, and a verification would wait in vain. Never given back to the pool (its session
-   * may have been changed): ended, and the pool opens another when it needs one. Bounded by `timeoutMs`.
+   * An idle connection of the app's own pool, used as a side connection: where the account has all
+   * the connections it may have (MAX_USER_CONNECTIONS, 1226), all of them the pool's, no side
+   * connection can be opened, and a verification would wait in vain. Only an idle one (never a place
+   * in the pool's queue, ahead of the app's callers), one at a time. Given back when its session was
+   * left as it was; destroyed after a `SET SESSION` or when forced. Bounded by `timeoutMs`.
    */
   async borrowFromPool(timeoutMs: number): Promise<SideConnection | undefined> {
-    if (!this.fromPool || this.closed) return undefined;
+    if (!this.fromPool || this.closed || this.borrowing) return undefined;
+    this.borrowing = true;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
     const getting = this.fromPool().catch(() => undefined);
     const pooled = await Promise.race([getting, late]);
     clearTimeout(timer);
-    // One that came too late is not kept from the pool for good.
-    if (!pooled) return void getting.then((p) => p?.destroy());
-    return { query: (sql, values) => pooled.query(sql, values), end: async () => pooled.destroy(), destroy: () => pooled.destroy() };
+    if (!pooled || this.closed) {
+      this.borrowing = false;
+      // One that came too late goes back unused.
+      void (pooled ? Promise.resolve(pooled) : getting).then((p) => p?.release().catch(() => p.destroy()));
+      return undefined;
+    }
+    let changed = false;
+    let done = false;
+    const finish = (keep: boolean) => {
+      if (done) return Promise.resolve();
+      done = true;
+      this.borrowing = false;
+      this.open.delete(side);
+      if (keep && !changed) return pooled.release().catch(() => pooled.destroy());
+      pooled.destroy();
+      return Promise.resolve();
+    };
+    const side: SideConnection = {
+      query: (sql, values) => {
+        if (/^\s*SET\s+SESSION\b/i.test(sql)) changed = true;
+        return pooled.query(sql, values);
+      },
+      end: () => finish(true),
+      destroy: () => void finish(false),
+    };
+    this.open.add(side);
+    return side;
   }
 
   get isClosed(): boolean {
