@@ -130,7 +130,7 @@ export class SideConnections {
    * the connections it may have (MAX_USER_CONNECTIONS, 1226), all of them the pool's, no side
    * connection can be opened, and a verification would wait in vain. Only an idle one (never a place
    * in the pool's queue, ahead of the app's callers), one at a time. Given back when its session was
-   * left as it was; destroyed after a `SET SESSION` or when forced. Bounded by `timeoutMs`.
+   * left as it was; destroyed after a `SET` or when forced. Bounded by `timeoutMs`.
    */
   async borrowFromPool(timeoutMs: number): Promise<SideConnection | undefined> {
     if (!this.fromPool || this.closed || this.borrowing) return undefined;
@@ -153,13 +153,14 @@ export class SideConnections {
       done = true;
       this.borrowing = false;
       this.open.delete(side);
-      if (keep && !changed) return pooled.release().catch(() => pooled.destroy());
-      pooled.destroy();
+      // Not awaited: giving it back can take a round trip (a ROLLBACK), past the caller's deadline.
+      if (keep && !changed) void pooled.release().catch(() => pooled.destroy());
+      else pooled.destroy();
       return Promise.resolve();
     };
     const side: SideConnection = {
       query: (sql, values) => {
-        if (/^\s*SET\s+SESSION\b/i.test(sql)) changed = true;
+        if (/^\s*SET\b/i.test(sql)) changed = true;
         return pooled.query(sql, values);
       },
       end: () => finish(true),
