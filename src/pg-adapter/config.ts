@@ -1,5 +1,5 @@
 // The pool settings the wrapper bounds by default, on a PrismaPg factory built from a URL or a
-// config (an app-made pg.Pool is left as it is): pg-pool waits for a free client forever by default
+// config (an app-made pg.Pool keeps its settings): pg-pool waits for a free client forever by default
 // (connectionTimeoutMillis 0), and a TCP connection that died silently is never noticed without
 // keepAlive. Also the connection settings for side connections and the URL shown in errors.
 import { redact } from "../core/redact.ts";

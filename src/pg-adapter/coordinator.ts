@@ -9,6 +9,7 @@ import { WRAPPED } from "../core/wrapped.ts";
 import { classify, provesNotSent, serverAnswered } from "../postgres/classify.ts";
 import { isAutocommitDml } from "../postgres/sql.ts";
 import { redactedPgUrl } from "./config.ts";
+import { guardHandOver } from "./pool-guard.ts";
 import { tagged } from "./record.ts";
 import { connectRefusal } from "./refusal.ts";
 import { PgSide } from "./side.ts";
@@ -64,8 +65,15 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
     return pool?.options;
   }
 
+  /** adapter-pg's adapter, its pool's hand-over guarded (pool-guard.ts). */
+  private async connectFactory(): Promise<PgAdapterLike> {
+    const adapter = await this.factory.connect();
+    guardHandOver(adapter.underlyingDriver?.());
+    return adapter;
+  }
+
   async start(): Promise<this> {
-    this.current = await this.factory.connect();
+    this.current = await this.connectFactory();
     this.watchdog.start();
     return this;
   }
@@ -101,7 +109,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
   private async reconnect(): Promise<void> {
     if (!this.ownsPool) return;
     if (this.health.isClosed) throw new Error("closed");
-    const next: PgAdapterLike = await this.factory.connect();
+    const next: PgAdapterLike = await this.connectFactory();
     if (this.health.isClosed) {
       await this.end(next).catch(() => undefined);
       throw new Error("closed");
@@ -248,15 +256,7 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
       (this.current as any).onError?.(error);
       throw error;
     }
-    // While checked out a pg client has no error listener of the pool's: its socket error is ours.
-    const onError = (e: unknown) => log(`the wrapper's own transaction lost its connection (${describeError(e)})`);
-    client.on("error", onError);
-    const release = client.release.bind(client);
-    client.release = (err?: Error) => {
-      client.removeListener("error", onError);
-      client.release = release;
-      release(err);
-    };
+    // While checked out, its socket's error goes to the hand-over guard's listener (pool-guard.ts).
     const queryable = Object.create(this.current, { client: { value: client, writable: true } });
     queryable.options = { usePhantomQuery: false };
     queryable.commit = async () => undefined;

@@ -1,7 +1,8 @@
 // withResilience(new PrismaPg(…)): the wrapped factory for PostgreSQL. It carries what the
 // extension reads (src/core/wrapped.ts: its dialect, recent faults, outages, the server's name)
 // and builds one PgResilientAdapter per connect() (coordinator.ts). A factory built from a URL or a
-// config gets bounded pool defaults (config.ts); an app-made pg.Pool is left as it is.
+// config gets bounded pool defaults (config.ts); an app-made pg.Pool keeps its settings (it only gets
+// an 'error' listener on each client it hands out: pool-guard.ts).
 import type { Dialect } from "../core/dialect.ts";
 import { DB_SYSTEM, DIALECT, OUTAGE_AFTER, RECENT_FAULT, WRAPPED } from "../core/wrapped.ts";
 import { pgDialect } from "../postgres/dialect.ts";

@@ -2,6 +2,7 @@
 // pg_terminate_backend (57P01, as a DBA, a pooler or a serverless provider ends them),
 // idle_session_timeout as the idle limit, and a crash of the whole server (kill -9 of every process).
 import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
 import { PrismaClient } from "../../generated/postgres/client.ts";
 import { resilience, withResilience } from "../../src/index.ts";
 import { pgDialect } from "../../src/postgres/dialect.ts";
@@ -10,12 +11,20 @@ import type { PostgresServer } from "./postgres.ts";
 
 export function postgresChaosDb(db: PostgresServer): ChaosDb {
   const adapterOf = () => new PrismaPg({ connectionString: db.url });
+  // Without the wrapper, a pool whose clients always have an 'error' listener (docs/postgres.md,
+  // caveats): adapter-pg alone lets a crash's FATAL at a hand-over be thrown uncaught. The soak
+  // disconnects once, at its end, so adapter-pg may end the pool then (disposeExternalPool).
+  const listeningAdapter = () => {
+    const pool = new pg.Pool({ connectionString: db.url });
+    pool.on("connect", (client) => client.on("error", () => undefined));
+    return new PrismaPg(pool, { disposeExternalPool: true });
+  };
   return {
     kind: "postgres",
     embedded: true,
     client(mode, { wrap, adapter, urlParams: _ignored, ...options }) {
       if (mode === "bare") return new PrismaClient({ adapter: adapterOf() });
-      const factory = wrap ? withResilience(adapterOf(), adapter) : adapterOf();
+      const factory = wrap ? withResilience(adapterOf(), adapter) : listeningAdapter();
       return new PrismaClient({ adapter: factory }).$extends(resilience(options));
     },
     classify: (error) => pgDialect.classify(error),

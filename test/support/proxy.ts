@@ -20,6 +20,8 @@ interface Link {
   heldEnd?: boolean;
   /** Set by delayPgMessage: the server's next bytes are split before the first message of this type. */
   splitPg?: { type: number; ms: number; done: () => void };
+  /** Set by crashAfterPgStartup: the server's first ReadyForQuery on this link is followed by a FATAL. */
+  crashAfterReady?: () => void;
   /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
   garble?: () => void;
   /** The server's chunks gathered before the garbled one goes out. */
@@ -54,6 +56,7 @@ export class FaultProxy {
   private links = new Set<Link>();
   private nextId = 1;
   private clientDataTaps: Array<(link: Link, chunk: Buffer) => boolean> = [];
+  private crashNextStartup?: () => void;
   /** How many client connections the proxy has accepted. */
   accepted = 0;
   /**
@@ -107,6 +110,8 @@ export class FaultProxy {
     upstream.setNoDelay(true);
     const link: Link = { id: this.nextId++, client, upstream, dropped: this.mode === "drop", stale: false };
     this.links.add(link);
+    link.crashAfterReady = this.crashNextStartup;
+    this.crashNextStartup = undefined;
     const rate = this.throttleUp;
     const send = (to: Socket, chunk: Buffer) => {
       if (this.delayMs > 0) setTimeout(() => !link.dropped && !to.destroyed && to.write(chunk), this.delayMs);
@@ -171,6 +176,7 @@ export class FaultProxy {
           return;
         }
         if (!fromClient && link.splitPg && this.splitPgReply(link, chunk)) return;
+        if (!fromClient && link.crashAfterReady && this.crashAfterReady(link, chunk)) return;
         if (fromClient && rate > 0) throttled(chunk);
         else send(to, chunk);
       });
@@ -428,6 +434,48 @@ export class FaultProxy {
       }
       split.done();
     }, split.ms);
+    return true;
+  }
+
+  /**
+   * The next connection's start-up ends as a crash of the server can end it: the server's
+   * ReadyForQuery and, in the same chunk, the FATAL a backend sends when it finds its postmaster gone
+   * (57P01 "terminating connection due to unexpected postmaster exit", from secure_read while it
+   * waits for the first query); then the connection closes. Resolves once that went out.
+   */
+  crashAfterPgStartup(): Promise<void> {
+    if (this.crashNextStartup) throw new Error("crashAfterPgStartup: one is armed already");
+    return new Promise((resolve) => (this.crashNextStartup = resolve));
+  }
+  /** Disarms a crashAfterPgStartup that no connection took (its promise never resolves). */
+  disarmPgStartupCrash() {
+    this.crashNextStartup = undefined;
+  }
+
+  /** Sends a chunk as crashAfterPgStartup asked; false when it holds no ReadyForQuery (sent as usual). */
+  private crashAfterReady(link: Link, chunk: Buffer): boolean {
+    let end = -1;
+    for (let pos = 0; pos + 5 <= chunk.length; pos += 1 + chunk.readUInt32BE(pos + 1)) {
+      if (chunk[pos] === 0x5a /* Z */) {
+        end = pos + 1 + chunk.readUInt32BE(pos + 1);
+        break;
+      }
+    }
+    if (end < 0) return false;
+    const done = link.crashAfterReady!;
+    link.crashAfterReady = undefined;
+    // Split across chunks: this link's start-up goes on as usual, and the crash never comes.
+    if (end > chunk.length) return false;
+    const fields = ["SFATAL", "VFATAL", "C57P01", "Mterminating connection due to unexpected postmaster exit", "Fbe-secure.c", "L207", "Rsecure_read"];
+    const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
+    const head = Buffer.alloc(5);
+    head[0] = 0x45; // E
+    head.writeUInt32BE(4 + body.length, 1);
+    link.dropped = true;
+    this.links.delete(link);
+    link.upstream.destroy();
+    link.client.end(Buffer.concat([chunk.subarray(0, end), head, body]));
+    done();
     return true;
   }
 

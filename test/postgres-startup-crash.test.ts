@@ -1,0 +1,126 @@
+// A crash of the server as a new connection is handed over. A backend that finds its postmaster gone
+// while it waits for its first query sends FATAL 57P01 ("terminating connection due to unexpected
+// postmaster exit"). When that arrives in the same read as the start-up's ReadyForQuery, pg parses it
+// before adapter-pg's startTransaction has listened on the client (it awaits pool.connect(), and
+// pg-pool takes its own listener off as it hands the client over): pg emits 'error' on a client with
+// no listener, which Node throws uncaught (an app crashes). Seen once in the PostgreSQL chaos soak's
+// kill -9; the fault proxy makes it happen every time (crashAfterPgStartup). Data checked after each.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaClient } from "../generated/postgres/client.ts";
+import { resilience } from "../src/index.ts";
+import { ledgerRows, pgClient, uniqueKey, within } from "./support/pg-clients.ts";
+import { startPostgres, type PostgresServer } from "./support/postgres.ts";
+import { startProxy, type FaultProxy } from "./support/proxy.ts";
+
+let server: PostgresServer;
+let proxy: FaultProxy;
+before(async () => {
+  server = await startPostgres();
+  proxy = await startProxy(server.host, server.port);
+});
+after(async () => {
+  await proxy?.close();
+  await server?.stop();
+});
+
+/**
+ * Runs `run` with the test runner's uncaughtException listeners set aside (they would fail the test
+ * at once), and returns what was thrown uncaught meanwhile. They are put back before it returns.
+ */
+async function uncaughtDuring(run: () => Promise<void>): Promise<unknown[]> {
+  const caught: unknown[] = [];
+  const runners = process.listeners("uncaughtException");
+  process.removeAllListeners("uncaughtException");
+  const record = (e: unknown) => void caught.push(e);
+  process.on("uncaughtException", record);
+  try {
+    await run();
+    // An 'error' emitted late (the connection's end) would come within a few ticks.
+    await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    process.removeListener("uncaughtException", record);
+    for (const l of runners) process.on("uncaughtException", l);
+  }
+  return caught;
+}
+
+/** A transaction that writes `key` on a client with no connection yet: it opens the first one. */
+async function writeInTransaction(prisma: any, key: string) {
+  return within(
+    prisma.$transaction(async (tx: any) => {
+      await tx.ledger.create({ data: { key, amount: 1 } });
+      return "done";
+    }),
+    15_000,
+    "the transaction",
+  );
+}
+
+const code = (e: unknown) => (e as { code?: unknown })?.code;
+
+describe("postgres: a crash's FATAL in the same read as a new connection's ReadyForQuery", { timeout: 60_000 }, () => {
+  test("bare adapter-pg 7.10 throws it uncaught (the test can fail; this pins adapter-pg's gap)", async () => {
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: proxy.urlFor(server.url) }) });
+    const key = uniqueKey("pg-startup-bare");
+    let outcome: unknown;
+    try {
+      const thrown = await uncaughtDuring(async () => {
+        const crashed = proxy.crashAfterPgStartup();
+        outcome = await writeInTransaction(prisma, key).catch((e: unknown) => e);
+        await within(crashed, 1000, "the crash");
+      });
+      assert.deepEqual(thrown.map(code), ["57P01"]);
+      assert.ok(outcome instanceof Error, "the transaction failed");
+      assert.equal(await ledgerRows(server, key), 0);
+    } finally {
+      proxy.disarmPgStartupCrash();
+      await prisma.$disconnect();
+    }
+  });
+
+  test("withResilience: nothing is thrown uncaught, the transaction is re-run on a new connection, one row", async () => {
+    const { prisma, retries } = pgClient(proxy.urlFor(server.url));
+    const key = uniqueKey("pg-startup-wrapped");
+    try {
+      const thrown = await uncaughtDuring(async () => {
+        const crashed = proxy.crashAfterPgStartup();
+        assert.equal(await writeInTransaction(prisma, key), "done");
+        await within(crashed, 1000, "the crash");
+      });
+      assert.deepEqual(thrown.map(code), []);
+      assert.equal(retries.length, 1);
+      assert.equal(await ledgerRows(server, key), 1);
+    } finally {
+      proxy.disarmPgStartupCrash();
+      await prisma.$disconnect();
+    }
+  });
+
+  test("resilience() alone, on a pg.Pool with the listener docs/postgres.md shows: nothing uncaught, one row", async () => {
+    const pool = new pg.Pool({ connectionString: proxy.urlFor(server.url) });
+    pool.on("error", () => undefined);
+    pool.on("connect", (client) => client.on("error", () => undefined));
+    const retries: unknown[] = [];
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool) }).$extends(
+      resilience({ onRetry: (c) => void retries.push(c) }),
+    );
+    const key = uniqueKey("pg-startup-unwrapped");
+    try {
+      const thrown = await uncaughtDuring(async () => {
+        const crashed = proxy.crashAfterPgStartup();
+        assert.equal(await writeInTransaction(prisma, key), "done");
+        await within(crashed, 1000, "the crash");
+      });
+      assert.deepEqual(thrown.map(code), []);
+      assert.equal(retries.length, 1);
+      assert.equal(await ledgerRows(server, key), 1);
+    } finally {
+      proxy.disarmPgStartupCrash();
+      await prisma.$disconnect();
+      await pool.end();
+    }
+  });
+});
