@@ -61,6 +61,18 @@ async function writeInTransaction(prisma: any, key: string) {
 
 const code = (e: unknown) => (e as { code?: unknown })?.code;
 
+/** The crash hits the transaction's new connection: nothing thrown uncaught, one re-run, one row. */
+async function survivesTheCrash(prisma: any, retries: unknown[], key: string) {
+  const thrown = await uncaughtDuring(async () => {
+    const crashed = proxy.crashAfterPgStartup();
+    assert.equal(await writeInTransaction(prisma, key), "done");
+    await within(crashed, 1000, "the crash");
+  });
+  assert.deepEqual(thrown.map(code), []);
+  assert.equal(retries.length, 1);
+  assert.equal(await ledgerRows(server, key), 1);
+}
+
 describe("postgres: a crash's FATAL in the same read as a new connection's ReadyForQuery", { timeout: 60_000 }, () => {
   test("bare adapter-pg 7.10 throws it uncaught (the test can fail; this pins adapter-pg's gap)", async () => {
     const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: proxy.urlFor(server.url) }) });
@@ -85,14 +97,7 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
     const { prisma, retries } = pgClient(proxy.urlFor(server.url));
     const key = uniqueKey("pg-startup-wrapped");
     try {
-      const thrown = await uncaughtDuring(async () => {
-        const crashed = proxy.crashAfterPgStartup();
-        assert.equal(await writeInTransaction(prisma, key), "done");
-        await within(crashed, 1000, "the crash");
-      });
-      assert.deepEqual(thrown.map(code), []);
-      assert.equal(retries.length, 1);
-      assert.equal(await ledgerRows(server, key), 1);
+      await survivesTheCrash(prisma, retries, key);
     } finally {
       proxy.disarmPgStartupCrash();
       await prisma.$disconnect();
@@ -109,14 +114,7 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
     );
     const key = uniqueKey("pg-startup-unwrapped");
     try {
-      const thrown = await uncaughtDuring(async () => {
-        const crashed = proxy.crashAfterPgStartup();
-        assert.equal(await writeInTransaction(prisma, key), "done");
-        await within(crashed, 1000, "the crash");
-      });
-      assert.deepEqual(thrown.map(code), []);
-      assert.equal(retries.length, 1);
-      assert.equal(await ledgerRows(server, key), 1);
+      await survivesTheCrash(prisma, retries, key);
     } finally {
       proxy.disarmPgStartupCrash();
       await prisma.$disconnect();
