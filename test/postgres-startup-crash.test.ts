@@ -4,9 +4,12 @@
 // before adapter-pg's startTransaction has listened on the client (it awaits pool.connect(), and
 // pg-pool takes its own listener off as it hands the client over): pg emits 'error' on a client with
 // no listener, which Node throws uncaught (an app crashes). Seen once in the PostgreSQL chaos soak's
-// kill -9; the fault proxy makes it happen every time (crashAfterPgStartup). Data checked after each.
+// kill -9; the fault proxy makes it happen every time (crashAfterPgStartup). The same gap opens when
+// a read's reply hands its client to a waiting $transaction (crashAfterPgReplyTo, below). Data
+// checked after each.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/postgres/client.ts";
@@ -119,6 +122,57 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
       proxy.disarmPgStartupCrash();
       await prisma.$disconnect();
       await pool.end();
+    }
+  });
+});
+
+// The same gap on a client in use: pool.query's callback runs inside the read's ReadyForQuery and
+// releases the client, and pg-pool hands it at once to a $transaction that waits for the pool's only
+// client; the FATAL behind that ReadyForQuery is parsed before adapter-pg listens.
+describe("postgres: the FATAL right behind a read's reply, a $transaction waiting for the only client", { timeout: 60_000 }, () => {
+  const MARKER = "crash-after-this-reply";
+  /** The read holds the pool's one client; the transaction queues for it; the FATAL follows the read's reply. */
+  async function readThenQueuedTransaction(prisma: any, key: string) {
+    await prisma.$queryRaw`SELECT 1`; // the pool's one connection is open
+    const crashed = proxy.crashAfterPgReplyTo(MARKER);
+    const read = Promise.resolve(prisma.$queryRawUnsafe(`SELECT pg_sleep(0.3)::text AS s, '${MARKER}' AS m`));
+    read.catch(() => undefined);
+    await sleep(100);
+    const transaction = writeInTransaction(prisma, key).catch((e: unknown) => e);
+    const rows = await within(read, 10_000, "the read");
+    assert.equal(rows[0].m, MARKER, "the read's reply arrived whole");
+    const outcome = await transaction;
+    await within(crashed, 1000, "the crash");
+    return outcome;
+  }
+
+  test("bare adapter-pg 7.10 throws it uncaught (the test can fail)", async () => {
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: proxy.urlFor(server.url), max: 1 }) });
+    const key = uniqueKey("pg-handover-bare");
+    let outcome: unknown;
+    try {
+      const thrown = await uncaughtDuring(async () => void (outcome = await readThenQueuedTransaction(prisma, key)));
+      assert.deepEqual(thrown.map(code), ["57P01"]);
+      assert.ok(outcome instanceof Error, "the transaction failed");
+      assert.equal(await ledgerRows(server, key), 0);
+    } finally {
+      proxy.disarmPgStartupCrash();
+      await prisma.$disconnect();
+    }
+  });
+
+  test("withResilience: nothing uncaught; the read's result stands, the transaction re-runs once, one row", async () => {
+    const { prisma, retries } = pgClient({ connectionString: proxy.urlFor(server.url), max: 1 });
+    const key = uniqueKey("pg-handover-wrapped");
+    try {
+      let outcome: unknown;
+      const thrown = await uncaughtDuring(async () => void (outcome = await readThenQueuedTransaction(prisma, key)));
+      assert.deepEqual(thrown.map(code), []);
+      assert.equal(outcome, "done");
+      assert.equal(retries.length, 1);
+      assert.equal(await ledgerRows(server, key), 1);
+    } finally {
+      await prisma.$disconnect();
     }
   });
 });

@@ -2,7 +2,8 @@
 // pg-pool takes its own 'error' listener off a client as it hands it out; adapter-pg's
 // startTransaction adds its own only after `await pool.connect()`. An 'error' between the two (a
 // crash's FATAL in the same read as the new connection's ReadyForQuery) found no listener, and Node
-// threw it uncaught (test/postgres-startup-crash.test.ts). With this listener it only marks the client
+// threw it uncaught (test/postgres-startup-crash.test.ts; also when a read's reply hands its client to
+// a waiting transaction within the same read). With this listener it only marks the client
 // not queryable: its next query fails as "not queryable", a connection-lost error that was not sent.
 import { describeError, log } from "../core/log.ts";
 

@@ -20,7 +20,7 @@ interface Link {
   heldEnd?: boolean;
   /** Set by delayPgMessage: the server's next bytes are split before the first message of this type. */
   splitPg?: { type: number; ms: number; done: () => void };
-  /** Set by crashAfterPgStartup: the server's first ReadyForQuery on this link is followed by a FATAL. */
+  /** Set by crashAfterPgStartup/crashAfterPgReplyTo: the server's next ReadyForQuery on this link is followed by a FATAL. */
   crashAfterReady?: () => void;
   /** Set by garbleNextReply: the server's next chunk on this link gets a byte flipped. */
   garble?: () => void;
@@ -447,6 +447,24 @@ export class FaultProxy {
     if (this.crashNextStartup) throw new Error("crashAfterPgStartup: one is armed already");
     return new Promise((resolve) => (this.crashNextStartup = resolve));
   }
+  /**
+   * The same FATAL, on the connection that next sends `marker`: right behind the ReadyForQuery that
+   * ends the server's reply to it, in the same chunk. The pool hands that client over inside that
+   * read (a caller waiting for it gets it before the FATAL is parsed).
+   */
+  crashAfterPgReplyTo(marker: string): Promise<void> {
+    const needle = Buffer.from(marker);
+    return new Promise((resolve) => {
+      const tap = (link: Link, chunk: Buffer) => {
+        if (!chunk.includes(needle)) return false;
+        this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        link.crashAfterReady = resolve;
+        return false;
+      };
+      this.clientDataTaps.push(tap);
+    });
+  }
+
   /** Disarms a crashAfterPgStartup that no connection took (its promise never resolves). */
   disarmPgStartupCrash() {
     this.crashNextStartup = undefined;
@@ -464,7 +482,7 @@ export class FaultProxy {
     if (end < 0) return false;
     const done = link.crashAfterReady!;
     link.crashAfterReady = undefined;
-    // Split across chunks: this link's start-up goes on as usual, and the crash never comes.
+    // Split across chunks: the link goes on as usual, and the crash never comes.
     if (end > chunk.length) return false;
     const fields = ["SFATAL", "VFATAL", "C57P01", "Mterminating connection due to unexpected postmaster exit", "Fbe-secure.c", "L207", "Rsecure_read"];
     const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
