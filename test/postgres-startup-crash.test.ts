@@ -135,7 +135,9 @@ describe("postgres: the FATAL right behind a read's reply, a $transaction waitin
   async function readThenQueuedTransaction(prisma: any, key: string) {
     await prisma.$queryRaw`SELECT 1`; // the pool's one connection is open
     const crashed = proxy.crashAfterPgReplyTo(MARKER);
-    const read = Promise.resolve(prisma.$queryRawUnsafe(`SELECT pg_sleep(0.3)::text AS s, '${MARKER}' AS m`));
+    // 1 s: time for the transaction to queue behind the read (else no one waits at the hand-over,
+    // and every case here fails: none can pass without the crash).
+    const read = Promise.resolve(prisma.$queryRawUnsafe(`SELECT pg_sleep(1)::text AS s, '${MARKER}' AS m`));
     read.catch(() => undefined);
     await sleep(100);
     const transaction = writeInTransaction(prisma, key).catch((e: unknown) => e);
@@ -156,7 +158,6 @@ describe("postgres: the FATAL right behind a read's reply, a $transaction waitin
       assert.ok(outcome instanceof Error, "the transaction failed");
       assert.equal(await ledgerRows(server, key), 0);
     } finally {
-      proxy.disarmPgStartupCrash();
       await prisma.$disconnect();
     }
   });

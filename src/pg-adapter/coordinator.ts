@@ -256,7 +256,15 @@ export class PgResilientAdapter implements PgAdapterLike, PgTxHandler {
       (this.current as any).onError?.(error);
       throw error;
     }
-    // While checked out, its socket's error goes to the hand-over guard's listener (pool-guard.ts).
+    // Its socket's error while it is ours (the guard, pool-guard.ts, covers the hand-over before this).
+    const onError = (e: unknown) => log(`the wrapper's own transaction lost its connection (${describeError(e)})`);
+    client.on("error", onError);
+    const release = client.release.bind(client);
+    client.release = (err?: Error) => {
+      client.removeListener("error", onError);
+      client.release = release;
+      release(err);
+    };
     const queryable = Object.create(this.current, { client: { value: client, writable: true } });
     queryable.options = { usePhantomQuery: false };
     queryable.commit = async () => undefined;

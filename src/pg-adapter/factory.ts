@@ -2,7 +2,7 @@
 // extension reads (src/core/wrapped.ts: its dialect, recent faults, outages, the server's name)
 // and builds one PgResilientAdapter per connect() (coordinator.ts). A factory built from a URL or a
 // config gets bounded pool defaults (config.ts); an app-made pg.Pool keeps its settings (it only gets
-// an 'error' listener on each client it hands out: pool-guard.ts).
+// an 'acquire' listener that puts an 'error' listener on each client it hands out: pool-guard.ts).
 import type { Dialect } from "../core/dialect.ts";
 import { DB_SYSTEM, DIALECT, OUTAGE_AFTER, RECENT_FAULT, WRAPPED } from "../core/wrapped.ts";
 import { pgDialect } from "../postgres/dialect.ts";

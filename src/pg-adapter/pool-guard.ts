@@ -3,8 +3,9 @@
 // startTransaction adds its own only after `await pool.connect()`. An 'error' between the two (a
 // crash's FATAL in the same read as the new connection's ReadyForQuery) found no listener, and Node
 // threw it uncaught (test/postgres-startup-crash.test.ts; also when a read's reply hands its client to
-// a waiting transaction within the same read). With this listener it only marks the client
-// not queryable: its next query fails as "not queryable", a connection-lost error that was not sent.
+// a waiting transaction within the same read). pg has marked the client not queryable before it
+// emits: this listener only keeps the error from being thrown. The client's next query fails
+// unsent ("not queryable", a connection-lost error), and pg-pool drops the client when it comes back.
 import { describeError, log } from "../core/log.ts";
 
 interface PoolLike {
