@@ -91,7 +91,7 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
       assert.ok(outcome instanceof Error, "the transaction failed");
       assert.equal(await ledgerRows(server, key), 0);
     } finally {
-      proxy.disarmPgStartupCrash();
+      proxy.disarmPgCrashes();
       await prisma.$disconnect();
     }
   });
@@ -102,7 +102,7 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
     try {
       await survivesTheCrash(prisma, retries, key);
     } finally {
-      proxy.disarmPgStartupCrash();
+      proxy.disarmPgCrashes();
       await prisma.$disconnect();
     }
   });
@@ -119,7 +119,7 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
     try {
       await survivesTheCrash(prisma, retries, key);
     } finally {
-      proxy.disarmPgStartupCrash();
+      proxy.disarmPgCrashes();
       await prisma.$disconnect();
       await pool.end();
     }
@@ -158,6 +158,7 @@ describe("postgres: the FATAL right behind a read's reply, a $transaction waitin
       assert.ok(outcome instanceof Error, "the transaction failed");
       assert.equal(await ledgerRows(server, key), 0);
     } finally {
+      proxy.disarmPgCrashes();
       await prisma.$disconnect();
     }
   });
@@ -173,6 +174,7 @@ describe("postgres: the FATAL right behind a read's reply, a $transaction waitin
       assert.equal(retries.length, 1);
       assert.equal(await ledgerRows(server, key), 1);
     } finally {
+      proxy.disarmPgCrashes();
       await prisma.$disconnect();
     }
   });

@@ -57,6 +57,7 @@ export class FaultProxy {
   private nextId = 1;
   private clientDataTaps: Array<(link: Link, chunk: Buffer) => boolean> = [];
   private crashNextStartup?: () => void;
+  private crashTaps = new Set<(link: Link, chunk: Buffer) => boolean>();
   /** How many client connections the proxy has accepted. */
   accepted = 0;
   /**
@@ -458,16 +459,20 @@ export class FaultProxy {
       const tap = (link: Link, chunk: Buffer) => {
         if (!chunk.includes(needle)) return false;
         this.clientDataTaps = this.clientDataTaps.filter((t) => t !== tap);
+        this.crashTaps.delete(tap);
         link.crashAfterReady = resolve;
         return false;
       };
+      this.crashTaps.add(tap);
       this.clientDataTaps.push(tap);
     });
   }
 
-  /** Disarms a crashAfterPgStartup that no connection took (its promise never resolves). */
-  disarmPgStartupCrash() {
+  /** Disarms the crashes no connection took (crashAfterPgStartup, crashAfterPgReplyTo: their promises never resolve). */
+  disarmPgCrashes() {
     this.crashNextStartup = undefined;
+    this.clientDataTaps = this.clientDataTaps.filter((t) => !this.crashTaps.has(t));
+    this.crashTaps.clear();
   }
 
   /** Sends a chunk as crashAfterPgStartup asked; false when it holds no ReadyForQuery (sent as usual). */
