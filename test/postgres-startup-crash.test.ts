@@ -76,24 +76,30 @@ async function survivesTheCrash(prisma: any, retries: unknown[], key: string) {
   assert.equal(await ledgerRows(server, key), 1);
 }
 
+/** Bare adapter-pg: `run` (a transaction writing `key`, hit by the crash) throws the FATAL uncaught, fails, writes nothing. */
+async function crashesBare(prisma: any, key: string, run: () => Promise<unknown>) {
+  let outcome: unknown;
+  try {
+    const thrown = await uncaughtDuring(async () => void (outcome = await run()));
+    assert.deepEqual(thrown.map(code), ["57P01"]);
+    assert.ok(outcome instanceof Error, "the transaction failed");
+    assert.equal(await ledgerRows(server, key), 0);
+  } finally {
+    proxy.disarmPgCrashes();
+    await prisma.$disconnect();
+  }
+}
+
 describe("postgres: a crash's FATAL in the same read as a new connection's ReadyForQuery", { timeout: 60_000 }, () => {
   test("bare adapter-pg 7.10 throws it uncaught (the test can fail; this pins adapter-pg's gap)", async () => {
     const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: proxy.urlFor(server.url) }) });
     const key = uniqueKey("pg-startup-bare");
-    let outcome: unknown;
-    try {
-      const thrown = await uncaughtDuring(async () => {
-        const crashed = proxy.crashAfterPgStartup();
-        outcome = await writeInTransaction(prisma, key).catch((e: unknown) => e);
-        await within(crashed, 1000, "the crash");
-      });
-      assert.deepEqual(thrown.map(code), ["57P01"]);
-      assert.ok(outcome instanceof Error, "the transaction failed");
-      assert.equal(await ledgerRows(server, key), 0);
-    } finally {
-      proxy.disarmPgCrashes();
-      await prisma.$disconnect();
-    }
+    await crashesBare(prisma, key, async () => {
+      const crashed = proxy.crashAfterPgStartup();
+      const outcome = await writeInTransaction(prisma, key).catch((e: unknown) => e);
+      await within(crashed, 1000, "the crash");
+      return outcome;
+    });
   });
 
   test("withResilience: nothing is thrown uncaught, the transaction is re-run on a new connection, one row", async () => {
@@ -151,16 +157,7 @@ describe("postgres: the FATAL right behind a read's reply, a $transaction waitin
   test("bare adapter-pg 7.10 throws it uncaught (the test can fail)", async () => {
     const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: proxy.urlFor(server.url), max: 1 }) });
     const key = uniqueKey("pg-handover-bare");
-    let outcome: unknown;
-    try {
-      const thrown = await uncaughtDuring(async () => void (outcome = await readThenQueuedTransaction(prisma, key)));
-      assert.deepEqual(thrown.map(code), ["57P01"]);
-      assert.ok(outcome instanceof Error, "the transaction failed");
-      assert.equal(await ledgerRows(server, key), 0);
-    } finally {
-      proxy.disarmPgCrashes();
-      await prisma.$disconnect();
-    }
+    await crashesBare(prisma, key, () => readThenQueuedTransaction(prisma, key));
   });
 
   test("withResilience: nothing uncaught; the read's result stands, the transaction re-runs once, one row", async () => {
