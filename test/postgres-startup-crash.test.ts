@@ -64,11 +64,11 @@ async function writeInTransaction(prisma: any, key: string) {
 
 const code = (e: unknown) => (e as { code?: unknown })?.code;
 
-/** The crash hits the transaction's new connection: nothing thrown uncaught, one re-run, one row. */
-async function survivesTheCrash(prisma: any, retries: unknown[], key: string) {
+/** The crash hits the write's new connection: nothing thrown uncaught, one re-run, one row. */
+async function survivesTheCrash(prisma: any, retries: unknown[], key: string, write = () => writeInTransaction(prisma, key)) {
   const thrown = await uncaughtDuring(async () => {
     const crashed = proxy.crashAfterPgStartup();
-    assert.equal(await writeInTransaction(prisma, key), "done");
+    assert.ok(await write());
     await within(crashed, 1000, "the crash");
   });
   assert.deepEqual(thrown.map(code), []);
@@ -107,6 +107,17 @@ describe("postgres: a crash's FATAL in the same read as a new connection's Ready
     const key = uniqueKey("pg-startup-wrapped");
     try {
       await survivesTheCrash(prisma, retries, key);
+    } finally {
+      proxy.disarmPgCrashes();
+      await prisma.$disconnect();
+    }
+  });
+
+  test("withResilience, a create outside a transaction (the wrapper's own, verified): nothing uncaught, one row", async () => {
+    const { prisma, retries } = pgClient(proxy.urlFor(server.url));
+    const key = uniqueKey("pg-startup-autocommit");
+    try {
+      await survivesTheCrash(prisma, retries, key, () => within(prisma.ledger.create({ data: { key, amount: 1 } }), 15_000, "the create"));
     } finally {
       proxy.disarmPgCrashes();
       await prisma.$disconnect();
